@@ -1,0 +1,7 @@
+test:
+	bash infra/scripts/run-tests.sh
+
+run:
+	bash infra/scripts/run-hub.sh
+
+.PHONY: test run

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from hub.accounts.models import ApiKey, User
+
+KEY_PREFIX = "mw_"
+ALL_SCOPES = [choice.value for choice in ApiKey.Scope]
+
+
+def _hash_secret(secret: str) -> str:
+    # Secrets are 32 random bytes, so a plain SHA-256 is enough: there is
+    # nothing to brute-force, unlike a password.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    plaintext: str
+
+
+def api_key_create(*, user: User, name: str, scopes: list[str] | None = None) -> IssuedKey:
+    scopes = list(dict.fromkeys(scopes or ["read", "download"]))
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}; allowed: {', '.join(ALL_SCOPES)}")
+    if not name.strip():
+        raise ValueError("name must not be empty")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user, name=name.strip()[:100], prefix=prefix, secret_hash=_hash_secret(secret), scopes=scopes
+        )
+    return IssuedKey(api_key=key, plaintext=f"{KEY_PREFIX}{prefix}_{secret}")
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    if api_key.revoked_at is None:
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        api_key.refresh_from_db(fields=["revoked_at"])
+
+
+class InvalidApiKey(Exception):
+    pass
+
+
+def api_key_authenticate(plaintext: str) -> ApiKey:
+    """Return the active key for `plaintext`, or raise InvalidApiKey with a reason."""
+    if not plaintext.startswith(KEY_PREFIX) or plaintext.count("_") < 2:
+        raise InvalidApiKey("malformed API key")
+    prefix, _, secret = plaintext[len(KEY_PREFIX):].partition("_")
+    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
+        raise InvalidApiKey("unknown API key")
+    if key.revoked_at is not None:
+        raise InvalidApiKey("API key has been revoked")
+    if not key.user.is_active:
+        raise InvalidApiKey("account is disabled")
+    now = timezone.now()
+    # Touch last_used_at at most once a minute so hot keys don't write per request.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def user_create(*, username: str, password: str, email: str = "") -> User:
+    with transaction.atomic():
+        return User.objects.create_user(username=username, password=password, email=email)

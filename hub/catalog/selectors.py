@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from hub.catalog.models import Model, ModelVersion
+
+
+def models_visible_to(user) -> QuerySet[Model]:
+    """Models a user may see in lists: published public ones, plus all of their own."""
+    listed = Q(status=Model.Status.PUBLISHED, visibility=Model.Visibility.PUBLIC)
+    if user is not None and user.is_authenticated:
+        listed |= Q(owner_id=user.pk)
+    return Model.objects.filter(listed)
+
+
+def model_get_for(user, model_id: int) -> Model | None:
+    """Detail access: unlisted models are reachable by link; private ones only by their owner."""
+    reachable = Q(status__in=[Model.Status.PUBLISHED, Model.Status.ARCHIVED]) & ~Q(visibility=Model.Visibility.PRIVATE)
+    if user is not None and user.is_authenticated:
+        reachable |= Q(owner_id=user.pk)
+    return Model.objects.filter(reachable, pk=model_id).select_related("owner").first()
+
+
+def version_get_for(user, version_id: int) -> ModelVersion | None:
+    version = ModelVersion.objects.select_related("model", "model__owner").filter(pk=version_id).first()
+    if version is None:
+        return None
+    if model_get_for(user, version.model_id) is None:
+        return None
+    is_owner = user is not None and user.is_authenticated and version.model.owner_id == user.pk
+    if version.status != ModelVersion.Status.PUBLISHED and not is_owner:
+        return None
+    return version

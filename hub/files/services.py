@@ -1,0 +1,176 @@
+"""Turning bytes into catalogue files.
+
+Every path into the catalogue (the import command, browser uploads, merge
+outputs) goes through `blob_ingest_stream`: hash and validate in one streaming
+pass into a staging key, then move to the content-addressed key. Nothing is
+visible until the ModelFile row is committed.
+"""
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from django.db import transaction
+
+from hub.catalog.models import ModelVersion
+from hub.files.models import ModelFile
+from hub.files.storage import blob_key, blob_storage
+from merges.engine.hashing import FileHasher
+from merges.engine.safetensors_io import SafetensorsError, read_header
+
+PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+ZIP_MAGIC = b"PK\x03\x04"
+DTYPE_PRECISION = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
+
+
+class FileRejected(ValueError):
+    """The bytes are not an acceptable model file; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class BlobInfo:
+    sha256: str
+    size: int
+    hashes: dict[str, str | None]
+    format: str
+    precision: str = ""
+    header_summary: dict = field(default_factory=dict)
+
+    @property
+    def storage_key(self) -> str:
+        return blob_key(self.sha256)
+
+
+class _HashingReader:
+    def __init__(self, reader: BinaryIO, hasher: FileHasher):
+        self._reader = reader
+        self._hasher = hasher
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._reader.read(size)
+        if chunk:
+            self._hasher.update(chunk)
+            self.size += len(chunk)
+        return chunk
+
+
+def sniff_format(head: bytes) -> str:
+    if head.startswith(ZIP_MAGIC) or head[:2] in PICKLE_MAGIC:
+        return ModelFile.Format.PICKLE_TENSOR
+    return ModelFile.Format.SAFETENSOR
+
+
+def safetensors_summary(f: BinaryIO, size: int) -> tuple[str, dict]:
+    """Validate a safetensors header strictly and summarise it; raises FileRejected."""
+    try:
+        header = read_header(f, size)
+    except SafetensorsError as exc:
+        raise FileRejected(exc.code, str(exc)) from exc
+    dtypes = sorted({t.dtype for t in header.tensors.values()})
+    precision = DTYPE_PRECISION.get(dtypes[0], "") if len(dtypes) == 1 else ("mixed" if dtypes else "")
+    summary = {
+        "tensor_count": len(header.tensors),
+        "dtypes": dtypes,
+        "parameters": sum(_numel(t.shape) for t in header.tensors.values()),
+        "metadata": dict(header.metadata),
+    }
+    return precision, summary
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def blob_ingest_stream(*, reader: BinaryIO, size: int, head: bytes, header_reader: BinaryIO | None = None) -> BlobInfo:
+    """Stream `reader` into storage, hashing as it goes.
+
+    `head` is the first bytes of the file (for format sniffing) and
+    `header_reader` a seekable view used to validate the safetensors header
+    before any byte is stored.
+    """
+    fmt = sniff_format(head)
+    precision, summary = "", {}
+    if fmt == ModelFile.Format.SAFETENSOR:
+        precision, summary = safetensors_summary(header_reader or io.BytesIO(head), size)
+    hasher = FileHasher()
+    hashing = _HashingReader(reader, hasher)
+    storage = blob_storage()
+    staging = f"staging/ingest/{uuid.uuid4().hex}"
+    try:
+        storage.put_stream(staging, hashing)
+        if hashing.size != size:
+            raise FileRejected("size_mismatch", f"expected {size} bytes, read {hashing.size}")
+        hashes = {k: (v.lower() if isinstance(v, str) else v) for k, v in hasher.hexdigests().items()}
+        info = BlobInfo(
+            sha256=hashes["sha256"], size=size, hashes=hashes, format=fmt, precision=precision, header_summary=summary
+        )
+        if storage.exists(info.storage_key):
+            storage.delete(staging)
+        else:
+            storage.move(staging, info.storage_key)
+    except BaseException:
+        if storage.exists(staging):
+            storage.delete(staging)
+        raise
+    return info
+
+
+def blob_ingest_path(*, path: Path) -> BlobInfo:
+    size = path.stat().st_size
+    with open(path, "rb") as header_reader, open(path, "rb") as reader:
+        head = header_reader.read(16)
+        header_reader.seek(0)
+        return blob_ingest_stream(reader=reader, size=size, head=head, header_reader=header_reader)
+
+
+def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, primary: bool | None = None) -> ModelFile:
+    name = Path(name).name.strip()
+    if not name:
+        raise FileRejected("bad_name", "file name must not be empty")
+    with transaction.atomic():
+        if primary is None:
+            primary = not version.files.filter(primary=True).exists()
+        if version.files.filter(name=name).exists():
+            raise FileRejected("duplicate_name", f"this version already has a file named {name!r}")
+        if primary:
+            version.files.filter(primary=True).update(primary=False)
+        return ModelFile.objects.create(
+            version=version,
+            name=name,
+            storage_key=blob.storage_key,
+            size_bytes=blob.size,
+            format=blob.format,
+            precision=blob.precision,
+            primary=primary,
+            sha256=blob.sha256,
+            autov1=blob.hashes.get("autov1") or "",
+            autov2=blob.hashes.get("autov2") or "",
+            autov3=blob.hashes.get("autov3") or "",
+            crc32=blob.hashes.get("crc32") or "",
+            blake3=blob.hashes.get("blake3") or "",
+            pickle_scan_status=(
+                ModelFile.ScanStatus.SUCCESS if blob.format == ModelFile.Format.SAFETENSOR else ModelFile.ScanStatus.PENDING
+            ),
+            header_summary=blob.header_summary,
+        )
+
+
+def model_file_delete(*, model_file: ModelFile) -> None:
+    """Delete a file row, and its blob only if no other file shares it."""
+    key = model_file.storage_key
+    with transaction.atomic():
+        model_file.delete()
+        still_used = ModelFile.objects.filter(storage_key=key).exists()
+    if not still_used:
+        blob_storage().delete(key)

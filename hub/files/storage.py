@@ -1,0 +1,159 @@
+"""Blob storage: local disk by default, any S3-compatible store by configuration.
+
+Both backends are Django storages (so `storages["blobs"]` resolves lazily from
+settings.STORAGES) and add the few operations the hub needs beyond Django's API:
+streaming writes from a reader, an atomic move from a staging key to the final
+content-addressed key, and a download URL that never routes bytes through the
+web process when the store can serve them itself.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import boto3
+from botocore.client import Config
+from django.core.files.storage import FileSystemStorage, storages
+from storages.backends.s3 import S3Storage
+
+CHUNK_SIZE = 8 * 1024 * 1024
+
+
+def blob_key(sha256: str) -> str:
+    sha256 = sha256.lower()
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def blob_storage() -> "LocalBlobStorage | S3BlobStorage":
+    return storages["blobs"]
+
+
+class LocalBlobStorage(FileSystemStorage):
+    supports_presigned_urls = False
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_overwrite", True)
+        super().__init__(**kwargs)
+
+    def put_stream(self, key: str, reader: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
+        path = Path(self.path(key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        written = 0
+        try:
+            with open(tmp, "wb") as out:
+                while chunk := reader.read(chunk_size):
+                    out.write(chunk)
+                    written += len(chunk)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return written
+
+    def move(self, src: str, dst: str) -> None:
+        dst_path = Path(self.path(dst))
+        dst_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(src), dst_path)
+
+    def copy(self, src: str, dst: str) -> None:
+        dst_path = Path(self.path(dst))
+        dst_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst_path.with_name(f".{dst_path.name}.partial-{os.getpid()}")
+        shutil.copyfile(self.path(src), tmp)
+        os.replace(tmp, dst_path)
+
+    def iter_range(self, key: str, start: int, end: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield bytes [start, end] inclusive."""
+        with open(self.path(key), "rb") as f:
+            f.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                chunk = f.read(min(chunk_size, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+
+    def download_url(self, key: str, filename: str, expires: int | None = None) -> str | None:
+        return None
+
+
+class S3BlobStorage(S3Storage):
+    supports_presigned_urls = True
+
+    def __init__(self, *, public_endpoint_url: str | None = None, **kwargs):
+        self.public_endpoint_url = public_endpoint_url
+        super().__init__(**kwargs)
+
+    @property
+    def client(self):
+        return self.connection.meta.client
+
+    def _signing_client(self):
+        # Presigned URLs embed the host in the signature, so sign with the
+        # endpoint that clients will actually reach.
+        if not self.public_endpoint_url or self.public_endpoint_url == self.endpoint_url:
+            return self.client
+        if not hasattr(self, "_public_client"):
+            self._public_client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.public_endpoint_url,
+                aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key,
+                region_name=self.region_name,
+                config=Config(signature_version="s3v4", s3={"addressing_style": self.addressing_style or "path"}),
+            )
+        return self._public_client
+
+    def _key(self, name: str) -> str:
+        return self._normalize_name(self._clean_name(name))
+
+    def put_stream(self, key: str, reader: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
+        counter = _CountingReader(reader)
+        self.client.upload_fileobj(counter, self.bucket_name, self._key(key))
+        return counter.count
+
+    def move(self, src: str, dst: str) -> None:
+        self.copy(src, dst)
+        self.client.delete_object(Bucket=self.bucket_name, Key=self._key(src))
+
+    def copy(self, src: str, dst: str) -> None:
+        # Managed copy switches to multipart copy above 5 GB, which single
+        # CopyObject cannot do.
+        self.client.copy({"Bucket": self.bucket_name, "Key": self._key(src)}, self.bucket_name, self._key(dst))
+
+    def iter_range(self, key: str, start: int, end: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        obj = self.client.get_object(Bucket=self.bucket_name, Key=self._key(key), Range=f"bytes={start}-{end}")
+        yield from obj["Body"].iter_chunks(chunk_size)
+
+    def download_url(self, key: str, filename: str, expires: int | None = None) -> str:
+        safe = filename.replace('"', "").replace("\\", "")
+        return self._signing_client().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket_name,
+                "Key": self._key(key),
+                "ResponseContentDisposition": f'attachment; filename="{safe}"',
+                "ResponseContentType": "application/octet-stream",
+            },
+            ExpiresIn=expires or self.querystring_expire,
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket_name)
+        except self.client.exceptions.ClientError:
+            self.client.create_bucket(Bucket=self.bucket_name)
+
+
+class _CountingReader:
+    def __init__(self, reader: BinaryIO):
+        self._reader = reader
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._reader.read(size)
+        self.count += len(chunk)
+        return chunk

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from hub.catalog.services import downloads_rollup as downloads_rollup_service
+
+
+@shared_task
+def ping(payload: str = "") -> dict:
+    """Round-trip probe used by health checks and tests."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        db_ok = cursor.fetchone()[0] == 1
+    return {"pong": payload, "db": db_ok, "vendor": connection.vendor}
+
+
+@shared_task
+def downloads_rollup() -> int:
+    return downloads_rollup_service()
