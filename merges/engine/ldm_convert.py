@@ -93,21 +93,18 @@ def _rename_module(rest: str, table: Mapping[str, str]) -> str:
     return rest
 
 
-def _unet_topology(sd: Mapping[str, torch.Tensor]) -> tuple[int, int, set[int]]:
-    """Return (levels, layers_per_block, up-block indices that carry attention)."""
-    levels: set[int] = set()
+def _unet_topology(sd: Mapping[str, torch.Tensor]) -> tuple[int, set[int]]:
+    """Return (layers_per_block, indices of the up blocks that carry attention)."""
     down_resnets: set[int] = set()
     up_attn: set[int] = set()
     for key in sd:
-        if m := _DOWN.match(key):
-            levels.add(int(m[1]))
-            if m[1] == "0" and m[2] == "resnets":
-                down_resnets.add(int(m[3]))
+        if (m := _DOWN.match(key)) and m[1] == "0" and m[2] == "resnets":
+            down_resnets.add(int(m[3]))
         elif (m := _UP.match(key)) and m[2] == "attentions":
             up_attn.add(int(m[1]))
-    if not levels or not down_resnets:
-        raise KeyError("not a diffusers UNet state dict: no down_blocks.*.resnets.* keys")
-    return len(levels), len(down_resnets), up_attn
+    if not down_resnets:
+        raise KeyError("not a diffusers UNet state dict: no down_blocks.0.resnets.* keys")
+    return len(down_resnets), up_attn
 
 
 def unet_to_ldm(sd: Mapping[str, torch.Tensor], arch: Arch, prefix: str = UNET_PREFIX) -> StateDict:
@@ -115,7 +112,7 @@ def unet_to_ldm(sd: Mapping[str, torch.Tensor], arch: Arch, prefix: str = UNET_P
     has_add_embedding = any(k.startswith("add_embedding.") for k in sd)
     if has_add_embedding != (arch == "sdxl"):
         raise ValueError(f"UNet {'has' if has_add_embedding else 'lacks'} add_embedding: not an {arch} UNet")
-    _, per_block, up_attn = _unet_topology(sd)
+    per_block, up_attn = _unet_topology(sd)
     stride = per_block + 1  # LDM numbers each level's layers plus its down/upsampler
     out: StateDict = {}
     for key, tensor in sd.items():
