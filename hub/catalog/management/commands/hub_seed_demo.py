@@ -1,0 +1,13 @@
+from django.core.management.base import BaseCommand
+
+from hub.demo.content import DEMO_PASSWORD, DEMO_USERNAME, demo_seed
+
+
+class Command(BaseCommand):
+    help = "Create the demo user and a few tiny demo models (idempotent)."
+
+    def handle(self, *args, **opts):
+        summary = demo_seed()
+        for model in summary.created:
+            self.stdout.write(f"created demo model {model.pk}: {model.name}")
+        self.stdout.write(f"demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}")

@@ -1,0 +1,109 @@
+"""Demo content: tiny but real-topology SD1 files so a newcomer lands on a working site.
+
+The checkpoint is a tiny SD1-topology pipeline (real LDM key names, tiny widths)
+and the LoRA is kohya-format with the `ss_*` metadata real trainers write.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hub.accounts.models import User
+from hub.catalog.models import Model
+from hub.files.importing import catalog_import_file
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password"
+
+CHECKPOINT_DESCRIPTION = """A **tiny** SD1-topology checkpoint generated in code.
+
+It has every key name of a real Stable Diffusion 1.5 single-file checkpoint
+(`model.diffusion_model.*`, `first_stage_model.*`, `cond_stage_model.transformer.*`)
+but tiny widths, so it downloads in a blink. Use it to try the API:
+
+```
+curl -L -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/api/download/models/1 -o tiny.safetensors
+```
+"""
+
+LORA_DESCRIPTION = """A kohya-format LoRA for the tiny checkpoint, with the `ss_*` training
+metadata real trainers write. Trigger word: `mwstyle`."""
+
+
+@dataclass
+class DemoSummary:
+    user: User
+    created: list[Model]
+
+
+def tiny_checkpoint(path: Path, seed: int) -> Path:
+    from merges.engine.tiny import save_single_file, tiny_sd1_components
+
+    return save_single_file(tiny_sd1_components(seed=seed), path, "sd1", dtype=torch.float16)
+
+
+def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
+    """A kohya LoRA over the tiny UNet's attention projections and text-encoder q/k/v."""
+    from safetensors.torch import save_file
+
+    from merges.engine.tiny import tiny_sd1_components
+
+    components = tiny_sd1_components(seed=0)
+    g = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    targets = [("lora_unet", components["unet"]), ("lora_te", components["text_encoder"])]
+    for prefix, module in targets:
+        for name, layer in module.named_modules():
+            wanted = name.endswith(("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q", "attn2.to_out.0")) or (
+                name.endswith(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"))
+            )
+            if not wanted or not isinstance(layer, torch.nn.Linear):
+                continue
+            key = f"{prefix}_{name.replace('.', '_')}"
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=g) * 0.1
+            tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=g) * 0.1
+            tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    tag_frequency = {"10_mwstyle": {"mwstyle": 40, "1girl": 31, "watercolor": 22, "outdoors": 9}}
+    metadata = {
+        "ss_base_model_version": "sd_v1",
+        "ss_sd_model_name": "tiny-sd1.safetensors",
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(float(rank)),
+        "ss_output_name": "mwstyle",
+        "ss_tag_frequency": json.dumps(tag_frequency),
+    }
+    save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def demo_seed() -> DemoSummary:
+    """Create the demo user and models; safe to run on every start."""
+    user = User.objects.filter(username=DEMO_USERNAME).first()
+    if user is None:
+        user = User.objects.create_user(username=DEMO_USERNAME, password=DEMO_PASSWORD, email="demo@example.com")
+    created: list[Model] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        plan = [
+            ("Tiny SD1 Base", "Checkpoint", ["base model", "tiny"], CHECKPOINT_DESCRIPTION, [],
+             lambda p: tiny_checkpoint(p, seed=0), "tiny-sd1.safetensors"),
+            ("Tiny SD1 Anime", "Checkpoint", ["anime", "tiny"], "A second tiny checkpoint, to merge with the first.",
+             [], lambda p: tiny_checkpoint(p, seed=1), "tiny-sd1-anime.safetensors"),
+            ("Watercolor Style LoRA", "LORA", ["style", "watercolor"], LORA_DESCRIPTION, ["mwstyle"],
+             lambda p: tiny_lora(p, seed=2), "mwstyle.safetensors"),
+        ]
+        for name, type_, tags, description, words, build, filename in plan:
+            if Model.objects.filter(owner=user, name=name).exists():
+                continue
+            path = build(tmpdir / filename)
+            result = catalog_import_file(
+                path=path, owner=user, model_name=name, type=type_, tags=tags, description=description,
+                trained_words=words,
+            )
+            created.append(result.model)
+    return DemoSummary(user=user, created=created)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up and start the hub in embedded mode: SQLite, local-disk storage and a
+# Celery worker over kombu's filesystem transport. No server to install.
+# Set DATABASE_URL / REDIS_URL / S3_* first to run on the production parts instead.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash infra/scripts/bootstrap.sh
+PY=.venv/bin/python
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+mkdir -p var/log
+
+$PY manage.py migrate --noinput
+$PY manage.py hub_seed_demo
+
+# One worker serves every queue here; production runs one pool per queue (infra/).
+$PY -m celery -A workers worker -B -Q default,ingest,gpu -c 2 -l info \
+  --schedule var/celerybeat-schedule >var/log/worker.log 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+
+echo "Mergeworks is starting on http://${HOST}:${PORT}/  (worker log: var/log/worker.log)"
+$PY -m gunicorn hub.wsgi:application --bind "${HOST}:${PORT}" --workers 2 --threads 4 --timeout 120 \
+  --access-logfile -
