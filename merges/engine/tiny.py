@@ -39,6 +39,10 @@ Offline single-file loading (used by the preview renderer, issue 6)
   ``original_config`` (the LDM yaml) is needed when ``config`` is given. Passing
   ``original_config`` switches diffusers to legacy loading instead.
 * ``torch_dtype`` may be passed (fp16 on CUDA); components are loaded as float32 otherwise.
+* SDXL: pass ``add_watermarker=False`` (it is forwarded to the pipeline). Left at
+  ``None``, diffusers adds an invisible watermark whenever the optional
+  ``invisible-watermark`` package happens to be installed, so renders would depend on
+  the environment.
 
 These facts are checked by ``tests/engine/test_tiny.py``.
 """
@@ -48,6 +52,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +94,8 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(printable, codes)}
 
 
-def _learn_bpe(corpus: str, n_merges: int) -> tuple[list[str], list[tuple[str, str]]]:
+@lru_cache(maxsize=4)  # pure and deterministic; learning takes a noticeable fraction of a second
+def _learn_bpe(corpus: str, n_merges: int) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """Learn CLIP-style BPE merges (end-of-word ``</w>``) on ``corpus``; deterministic."""
     byte_map = _bytes_to_unicode()
     alphabet = [byte_map[b] for b in range(256)]
@@ -123,7 +129,7 @@ def _learn_bpe(corpus: str, n_merges: int) -> tuple[list[str], list[tuple[str, s
                     i += 1
             merged[tuple(out)] += count
         words = merged
-    return vocab + [BOS, EOS], merges
+    return (*vocab, BOS, EOS), tuple(merges)
 
 
 def write_tokenizer_files(directory: str | Path) -> Path:
@@ -302,6 +308,15 @@ def _sdxl(tokenizer: CLIPTokenizer, tokenizer_2: CLIPTokenizer) -> dict[str, Any
     }
 
 
+def tiny_components(arch: Arch, seed: int = 0) -> dict[str, Any]:
+    """``tiny_sd1_components`` or ``tiny_sdxl_components`` by architecture name."""
+    if arch == "sd1":
+        return tiny_sd1_components(seed)
+    if arch == "sdxl":
+        return tiny_sdxl_components(seed)
+    raise ValueError(f"unknown arch {arch!r}")
+
+
 def build_pipeline(components: dict[str, Any], arch: Arch) -> Any:
     """A ready ``StableDiffusionPipeline``/``StableDiffusionXLPipeline`` over ``components``."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -326,6 +341,8 @@ def write_pipeline_config_dir(components: dict[str, Any], dir: str | Path, arch:
     root.mkdir(parents=True, exist_ok=True)
     build_pipeline(components, arch).save_config(str(root))
     for name, module in components.items():
+        if module is None:  # optional components (image_encoder ...) have no config
+            continue
         sub = root / name
         if name.startswith("tokenizer"):
             module.save_pretrained(str(sub))
@@ -356,6 +373,7 @@ def save_single_file(
 __all__ = [
     "build_pipeline",
     "save_single_file",
+    "tiny_components",
     "tiny_sd1_components",
     "tiny_sdxl_components",
     "tiny_tokenizer",
