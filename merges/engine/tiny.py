@@ -281,8 +281,10 @@ def _sdxl(tokenizer: CLIPTokenizer, tokenizer_2: CLIPTokenizer) -> dict[str, Any
     )
     vae = _tiny_vae(scaling_factor=0.13025)
     text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden=te1_hidden, layers=2, act="quick_gelu", projection=te1_hidden))
+    # 10 layers (real: 32): diffusers and other tools recognise SDXL base by the key
+    # conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias.
     text_encoder_2 = CLIPTextModelWithProjection(
-        _clip_config(tokenizer_2, hidden=te2_hidden, layers=2, act="gelu", projection=te2_hidden)
+        _clip_config(tokenizer_2, hidden=te2_hidden, layers=10, act="gelu", projection=te2_hidden)
     )
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,

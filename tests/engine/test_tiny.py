@@ -135,6 +135,12 @@ def test_single_file_round_trip(saved: dict[str, Any], no_network: None) -> None
     te_prefix = "cond_stage_model.transformer.text_model." if arch == "sd1" else "conditioner.embedders.1.model."
     assert any(k.startswith(te_prefix) for k in keys)
 
+    # diffusers' own architecture guess (used when no config is given) sees a real model
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    with safe_open(str(saved["ckpt"]), "pt") as f:
+        assert infer_diffusers_model_type({k: f.get_tensor(k) for k in keys}) == {"sd1": "v1", "sdxl": "xl_base"}[arch]
+
     pipe = _load(saved)
     for name in MODELS[arch]:
         want, got = components[name].state_dict(), getattr(pipe, name).state_dict()
