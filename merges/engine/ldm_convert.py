@@ -93,6 +93,19 @@ def _rename_module(rest: str, table: Mapping[str, str]) -> str:
     return rest
 
 
+def _rename_strict(key: str, rest: str, table: Mapping[str, str]) -> str:
+    """Like :func:`_rename_module`, but the leading module must be one ``table`` knows."""
+    if not any(rest.startswith(old + ".") for old in table):
+        raise KeyError(f"key has no LDM name: {key}")
+    return _rename_module(rest, table)
+
+
+# Modules a transformer (SpatialTransformer) block holds; LDM uses the same names.
+_TRANSFORMER_PARTS = ("norm.", "proj_in.", "proj_out.", "transformer_blocks.")
+# VAE resnets keep their names except for the shortcut conv.
+_VAE_RESNET = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "conv_shortcut": "nin_shortcut"}
+
+
 def _unet_topology(sd: Mapping[str, torch.Tensor]) -> tuple[int, set[int]]:
     """Return (layers_per_block, indices of the up blocks that carry attention)."""
     down_resnets: set[int] = set()
@@ -107,6 +120,15 @@ def _unet_topology(sd: Mapping[str, torch.Tensor]) -> tuple[int, set[int]]:
     return len(down_resnets), up_attn
 
 
+def _unet_block_part(key: str, kind: str, rest: str) -> tuple[str, str]:
+    """LDM slot (0: ResBlock, 1: SpatialTransformer) and inner name of a block member."""
+    if kind == "resnets":
+        return "0", _rename_strict(key, rest, _UNET_RESNET)
+    if not rest.startswith(_TRANSFORMER_PARTS):
+        raise KeyError(f"unet key has no LDM name: {key}")
+    return "1", rest
+
+
 def unet_to_ldm(sd: Mapping[str, torch.Tensor], arch: Arch, prefix: str = UNET_PREFIX) -> StateDict:
     """Convert a diffusers ``UNet2DConditionModel`` state dict to LDM names under ``prefix``."""
     has_add_embedding = any(k.startswith("add_embedding.") for k in sd)
@@ -117,16 +139,14 @@ def unet_to_ldm(sd: Mapping[str, torch.Tensor], arch: Arch, prefix: str = UNET_P
     out: StateDict = {}
     for key, tensor in sd.items():
         if m := _DOWN.match(key):
-            level, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
-            slot = "0" if kind == "resnets" else "1"
-            rest = _rename_module(rest, _UNET_RESNET) if kind == "resnets" else rest
+            level, kind, j = int(m[1]), m[2], int(m[3])
+            slot, rest = _unet_block_part(key, kind, m[4])
             name = f"input_blocks.{stride * level + j + 1}.{slot}.{rest}"
         elif m := _DOWNSAMPLE.match(key):
             name = f"input_blocks.{stride * (int(m[1]) + 1)}.0.op.{m[2]}"
         elif m := _UP.match(key):
-            level, kind, j, rest = int(m[1]), m[2], int(m[3]), m[4]
-            slot = "0" if kind == "resnets" else "1"
-            rest = _rename_module(rest, _UNET_RESNET) if kind == "resnets" else rest
+            level, kind, j = int(m[1]), m[2], int(m[3])
+            slot, rest = _unet_block_part(key, kind, m[4])
             name = f"output_blocks.{stride * level + j}.{slot}.{rest}"
         elif m := _UPSAMPLE.match(key):
             level = int(m[1])
@@ -134,11 +154,10 @@ def unet_to_ldm(sd: Mapping[str, torch.Tensor], arch: Arch, prefix: str = UNET_P
             slot = 2 if level in up_attn else 1
             name = f"output_blocks.{stride * level + per_block}.{slot}.conv.{m[2]}"
         elif m := _MID.match(key):
-            kind, j, rest = m[1], int(m[2]), m[3]
-            if kind == "resnets":
-                name = f"middle_block.{2 * j}.{_rename_module(rest, _UNET_RESNET)}"
-            else:
-                name = f"middle_block.{2 * j + 1}.{rest}"
+            kind, j = m[1], int(m[2])
+            _, rest = _unet_block_part(key, kind, m[3])
+            # LDM's middle block alternates ResBlock, SpatialTransformer, ResBlock.
+            name = f"middle_block.{2 * j if kind == 'resnets' else 2 * j + 1}.{rest}"
         else:
             renamed = _rename_module(key, _UNET_TOP)
             if renamed == key:
@@ -160,18 +179,18 @@ def vae_to_ldm(sd: Mapping[str, torch.Tensor], prefix: str = VAE_PREFIX) -> Stat
     for key, tensor in sd.items():
         value = tensor
         if m := re.match(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$", key):
-            rest = _rename_module(m[3], {"conv_shortcut": "nin_shortcut"})
+            rest = _rename_strict(key, m[3], _VAE_RESNET)
             name = f"encoder.down.{m[1]}.block.{m[2]}.{rest}"
         elif m := re.match(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)$", key):
             name = f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
         elif m := re.match(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$", key):
             # LDM numbers decoder levels from the lowest resolution upwards in reverse.
-            rest = _rename_module(m[3], {"conv_shortcut": "nin_shortcut"})
+            rest = _rename_strict(key, m[3], _VAE_RESNET)
             name = f"decoder.up.{n_up - 1 - int(m[1])}.block.{m[2]}.{rest}"
         elif m := re.match(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)$", key):
             name = f"decoder.up.{n_up - 1 - int(m[1])}.upsample.conv.{m[2]}"
         elif m := re.match(r"^(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)$", key):
-            rest = _rename_module(m[3], {"conv_shortcut": "nin_shortcut"})
+            rest = _rename_strict(key, m[3], _VAE_RESNET)
             name = f"{m[1]}.mid.block_{int(m[2]) + 1}.{rest}"
         elif m := re.match(r"^(encoder|decoder)\.mid_block\.attentions\.0\.(.+)$", key):
             rest = _rename_module(m[2], _VAE_ATTN)

@@ -153,12 +153,18 @@ def test_unknown_and_mismatched_inputs_are_refused(sd1: dict[str, Any], sdxl: di
     unet = _sd(sd1["unet"])
     with pytest.raises(KeyError, match="no LDM name: class_embedding.weight"):
         unet_to_ldm({**unet, "class_embedding.weight": torch.zeros(1)}, "sd1")
+    with pytest.raises(KeyError, match="no LDM name: down_blocks.0.resnets.0.extra.weight"):
+        unet_to_ldm({**unet, "down_blocks.0.resnets.0.extra.weight": torch.zeros(1)}, "sd1")
+    with pytest.raises(KeyError, match="no LDM name: up_blocks.1.attentions.0.extra.weight"):
+        unet_to_ldm({**unet, "up_blocks.1.attentions.0.extra.weight": torch.zeros(1)}, "sd1")
     with pytest.raises(ValueError, match="not an sdxl UNet"):
         unet_to_ldm(unet, "sdxl")
     with pytest.raises(ValueError, match="not an sd1 UNet"):
         unet_to_ldm(_sd(sdxl["unet"]), "sd1")
     with pytest.raises(KeyError, match="no LDM name: encoder.extra.weight"):
         vae_to_ldm({**_sd(sd1["vae"]), "encoder.extra.weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="no LDM name: decoder.up_blocks.0.resnets.0.in_layers.0.weight"):
+        vae_to_ldm({**_sd(sd1["vae"]), "decoder.up_blocks.0.resnets.0.in_layers.0.weight": torch.zeros(1)})
     with pytest.raises(KeyError, match="text_projection"):
         clip_to_ldm(_sd(sdxl["text_encoder"]), "sdxl", 1)
     with pytest.raises(KeyError, match="plain CLIPTextModel"):
