@@ -28,9 +28,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["KohyaTarget", "kohya_module_map", "ldm_unet_to_diffusers"]
+__all__ = ["CONV_MODULE", "KohyaTarget", "kohya_module_map", "ldm_unet_to_diffusers"]
 
 UNET_PREFIX = "model.diffusion_model."
+
+# kohya names of the convolutions in resnets, down/upsamplers and the UNet's
+# ends, in diffusers and LDM spelling. LoRA on these is what makes a LoCon
+# (plain kohya LoRA adapts only attention and text-encoder layers).
+CONV_MODULE = re.compile(
+    r"(conv1|conv2|conv_shortcut|conv_in|conv_out|in_layers_2|out_layers_3|"
+    r"skip_connection|samplers_0_conv|_0_op|_[12]_conv)$"
+)
 
 # (checkpoint prefix of a Hugging Face CLIPTextModel, kohya prefix)
 _HF_CLIP = {

@@ -54,7 +54,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from merges.engine.kohya_keys import kohya_module_map
+from merges.engine.kohya_keys import CONV_MODULE, kohya_module_map
 
 __all__ = [
     "LoraFormatError",
@@ -81,12 +81,6 @@ _ROLE_BY_SUFFIX = {
     **{s: s for s in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")},
     **{s: s for s in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")},
 }
-# Modules of ResnetBlock2D / Downsample2D / Upsample2D that are convolutions,
-# in diffusers and in LDM spelling: LoRA on them is what makes a LoCon.
-_CONV_MODULE = re.compile(
-    r"(conv1|conv2|conv_shortcut|conv_in|conv_out|in_layers_2|out_layers_3|"
-    r"skip_connection|samplers_0_conv|_0_op|_[12]_conv)$"
-)
 # Cap on names spelt out in error messages (the exception keeps them all).
 _MAX_LISTED = 40
 
@@ -161,7 +155,7 @@ def _kind_of(name: str, roles: set[str]) -> LoraKind | None:
         has_2 = "lokr_w2" in roles or {"lokr_w2_a", "lokr_w2_b"} <= roles
         return "lokr" if has_1 and has_2 else None
     if {"down", "up"} <= roles:
-        return "locon" if "mid" in roles or _CONV_MODULE.search(name) else "lora"
+        return "locon" if "mid" in roles or CONV_MODULE.search(name) else "lora"
     return None
 
 
