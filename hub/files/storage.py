@@ -17,6 +17,7 @@ import boto3
 from botocore.client import Config
 from django.core.files.storage import FileSystemStorage, storages
 from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -108,7 +109,7 @@ class S3BlobStorage(S3Storage):
         return self._public_client
 
     def _key(self, name: str) -> str:
-        return self._normalize_name(self._clean_name(name))
+        return self._normalize_name(clean_name(name))
 
     def put_stream(self, key: str, reader: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
         counter = _CountingReader(reader)
