@@ -1,0 +1,233 @@
+"""Downloads on both storage backends: S3 (moto over HTTP, presigned redirect) and local disk (streamed with Range)."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+import requests
+
+from hub.accounts.services import api_key_create, api_key_revoke
+from hub.catalog.models import Download
+from hub.catalog.services import downloads_rollup
+from tests.support.builders import make_published_model, tiny_safetensors_bytes
+
+
+@pytest.fixture(autouse=True)
+def _generous_rate_limit(settings):
+    settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE = 100_000
+
+
+def _version(model):
+    return model.versions.get()
+
+
+def _file(model):
+    return _version(model).files.get()
+
+
+def _url(model, **params):
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"/api/download/models/{_version(model).id}" + (f"?{query}" if query else "")
+
+
+def _assert_json_error(response, status: int, code: str | None = None):
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == status and body["error"]
+    if code:
+        assert body["code"] == code
+    assert "attachment" not in response.get("Content-Disposition", "")
+
+
+# --- S3 ---------------------------------------------------------------------------
+
+def test_s3_download_redirects_to_presigned_url_with_the_stored_bytes(client, alice):
+    data = tiny_safetensors_bytes(11)
+    model = make_published_model(alice, "S3 Model", data=data, file_name="s3-model.safetensors")
+    response = client.get(_url(model))
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith("http://") and "Signature=" in location
+    fetched = requests.get(location, timeout=10)
+    assert fetched.status_code == 200
+    assert fetched.content == data
+    assert 'filename="s3-model.safetensors"' in fetched.headers["Content-Disposition"]
+    assert Download.objects.filter(version=_version(model)).count() == 1
+
+
+def test_s3_presigned_url_honours_range(client, alice):
+    data = tiny_safetensors_bytes(12)
+    model = make_published_model(alice, "S3 Range", data=data)
+    location = client.get(_url(model))["Location"]
+    fetched = requests.get(location, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert fetched.status_code == 206
+    assert fetched.content == data[100:200]
+
+
+# --- local disk -----------------------------------------------------------------------
+
+def test_local_download_streams_whole_file_with_validators(client, alice, local_storage):
+    data = tiny_safetensors_bytes(13)
+    model = make_published_model(alice, "Local Model", data=data, file_name="local.safetensors")
+    response = client.get(_url(model))
+    assert response.status_code == 200
+    assert response.streaming
+    body = b"".join(response.streaming_content)
+    assert body == data
+    assert response["Content-Length"] == str(len(data))
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert response["Content-Disposition"] == 'attachment; filename="local.safetensors"'
+    assert response["Content-Type"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [("bytes=0-99", 0, 99), ("bytes=100-", 100, None), ("bytes=-50", -50, None), ("bytes=10-10", 10, 10)],
+)
+def test_local_range_returns_exactly_that_range(client, alice, local_storage, header, start, end):
+    data = tiny_safetensors_bytes(14)
+    model = make_published_model(alice, "Local Range", data=data)
+    response = client.get(_url(model), HTTP_RANGE=header)
+    assert response.status_code == 206
+    expected = data[start:] if end is None else data[start : end + 1]
+    assert b"".join(response.streaming_content) == expected
+    first = start if start >= 0 else len(data) + start
+    assert response["Content-Range"] == f"bytes {first}-{first + len(expected) - 1}/{len(data)}"
+    assert response["Content-Length"] == str(len(expected))
+
+
+def test_local_unsatisfiable_range_is_416_json(client, alice, local_storage):
+    data = tiny_safetensors_bytes(15)
+    model = make_published_model(alice, "Local 416", data=data)
+    response = client.get(_url(model), HTTP_RANGE=f"bytes={len(data)}-")
+    _assert_json_error(response, 416, "range_not_satisfiable")
+    assert response["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_local_if_none_match_and_if_range(client, alice, local_storage):
+    data = tiny_safetensors_bytes(16)
+    model = make_published_model(alice, "Local Cond", data=data)
+    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+    not_modified = client.get(_url(model), HTTP_IF_NONE_MATCH=etag)
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    resumed = client.get(_url(model), HTTP_RANGE="bytes=5-9", HTTP_IF_RANGE=etag)
+    assert resumed.status_code == 206
+    assert b"".join(resumed.streaming_content) == data[5:10]
+    changed = client.get(_url(model), HTTP_RANGE="bytes=5-9", HTTP_IF_RANGE='"0000"')
+    assert changed.status_code == 200
+    assert b"".join(changed.streaming_content) == data
+
+
+def test_head_sends_headers_only_and_is_not_counted(client, alice, local_storage):
+    data = tiny_safetensors_bytes(17)
+    model = make_published_model(alice, "Local Head", data=data)
+    response = client.head(_url(model))
+    assert response.status_code == 200
+    assert response["Content-Length"] == str(len(data))
+    assert response.content == b""
+    assert not Download.objects.exists()
+
+
+# --- counting ---------------------------------------------------------------------------
+
+def test_downloads_are_counted_as_rows_and_rolled_up(client, alice, local_storage):
+    model = make_published_model(alice, "Counted")
+    for _ in range(3):
+        b"".join(client.get(_url(model)).streaming_content)
+    b"".join(client.get(_url(model), HTTP_RANGE="bytes=10-").streaming_content)  # a resume is not a new download
+    assert Download.objects.filter(version=_version(model)).count() == 3
+    assert downloads_rollup() == 3
+    model.refresh_from_db()
+    assert model.download_count == 3
+    assert _version(model).download_count == 3
+
+
+# --- access -------------------------------------------------------------------------------
+
+def test_private_model_is_404_to_others_and_served_to_owner(client, alice, bob):
+    model = make_published_model(alice, "Secret", visibility="private")
+    _assert_json_error(client.get(_url(model)), 404, "not_found")
+    client.force_login(bob)
+    _assert_json_error(client.get(_url(model)), 404, "not_found")
+    client.force_login(alice)
+    assert client.get(_url(model)).status_code == 302
+
+
+def test_bearer_and_query_token_keys(client, alice, bob):
+    model = make_published_model(alice, "Keyed", visibility="private")
+    key = api_key_create(user=alice, name="dl", scopes=["download"]).plaintext
+    assert client.get(_url(model), HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 302
+    assert client.get(_url(model, token=key)).status_code == 302
+    other = api_key_create(user=bob, name="dl", scopes=["download"]).plaintext
+    _assert_json_error(client.get(_url(model), HTTP_AUTHORIZATION=f"Bearer {other}"), 404)
+
+
+def test_key_without_download_scope_is_403(client, alice):
+    model = make_published_model(alice, "Scoped")
+    key = api_key_create(user=alice, name="ro", scopes=["read"]).plaintext
+    _assert_json_error(client.get(_url(model), HTTP_AUTHORIZATION=f"Bearer {key}"), 403, "permission_denied")
+
+
+def test_revoked_or_unknown_key_is_401(client, alice):
+    model = make_published_model(alice, "Revoked")
+    issued = api_key_create(user=alice, name="old", scopes=["download"])
+    api_key_revoke(api_key=issued.api_key)
+    response = client.get(_url(model, token=issued.plaintext))
+    _assert_json_error(response, 401)
+    assert "revoked" in response.json()["error"]
+    _assert_json_error(client.get(_url(model), HTTP_AUTHORIZATION="Bearer mw_nothing_here"), 401)
+
+
+def test_unknown_version_and_file_are_404_json(client, alice):
+    model = make_published_model(alice, "Known")
+    _assert_json_error(client.get("/api/download/models/999999999"), 404, "not_found")
+    _assert_json_error(client.get(_url(model, fileId=999999999)), 404, "file_not_found")
+    _assert_json_error(client.get(_url(model, fp="fp32")), 404, "file_not_found")
+    _assert_json_error(client.get(_url(model, fileId="abc")), 400, "invalid")
+
+
+def test_draft_version_is_404_to_others(client, alice, bob):
+    model = make_published_model(alice, "Drafty", publish=False)
+    client.force_login(bob)
+    _assert_json_error(client.get(_url(model)), 404)
+    client.force_login(alice)
+    assert client.get(_url(model)).status_code == 302
+
+
+def test_archived_model_is_410(client, alice):
+    model = make_published_model(alice, "Old")
+    model.status = "archived"
+    model.save(update_fields=["status"])
+    _assert_json_error(client.get(_url(model)), 410, "archived")
+
+
+def test_file_selection_by_id_format_and_fp(client, alice, local_storage):
+    import io
+
+    from hub.files.services import blob_ingest_stream, model_file_create
+
+    model = make_published_model(alice, "Two Files", data=tiny_safetensors_bytes(20))
+    version = _version(model)
+    extra = tiny_safetensors_bytes(21)
+    blob = blob_ingest_stream(reader=io.BytesIO(extra), size=len(extra), head=extra[:16], header_reader=io.BytesIO(extra))
+    second = model_file_create(version=version, blob=blob, name="second.safetensors")
+    response = client.get(_url(model, fileId=second.id))
+    assert b"".join(response.streaming_content) == extra
+    primary = client.get(_url(model, format="safetensor", fp="FP16"))
+    assert primary.status_code == 200, (primary.json(), list(version.files.values("precision", "format")))
+    assert b"".join(primary.streaming_content) == tiny_safetensors_bytes(20)
+
+
+def test_rate_limit_answers_429_with_retry_after(client, alice, settings):
+    settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE = 2
+    model = make_published_model(alice, "Limited")
+    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    for _ in range(2):
+        assert client.get(_url(model), REMOTE_ADDR=ip).status_code == 302
+    response = client.get(_url(model), REMOTE_ADDR=ip)
+    _assert_json_error(response, 429, "rate_limited")
+    assert 1 <= int(response["Retry-After"]) <= 61
