@@ -15,7 +15,7 @@ $PY manage.py hub_seed_demo
 
 # One worker serves every queue here; production runs one pool per queue (infra/).
 $PY -m celery -A workers worker -B -Q default,ingest,gpu -c 2 -l info \
-  --schedule var/celerybeat-schedule >var/log/worker.log 2>&1 &
+  --schedule "${MERGEWORKS_DATA_DIR:-var}/celerybeat-schedule" >var/log/worker.log 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 
