@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.browser import browser, browser_context, page  # noqa: F401
 from tests.support.builders import make_published_model, tiny_safetensors_bytes  # noqa: F401
 from tests.support.worker import live_worker  # noqa: F401
 

@@ -1,0 +1,115 @@
+"""Template helpers: Markdown, licence badges, file hashes, query-string links."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import template
+
+from frontend.markdown import render_markdown
+from hub.catalog.models import Model
+from hub.files.models import ModelFile
+
+register = template.Library()
+
+
+# Model.Type values are Civitai's API spellings; people read these.
+TYPE_LABELS = {
+    Model.Type.TEXTUAL_INVERSION: "Textual Inversion",
+    Model.Type.CONTROLNET: "ControlNet",
+}
+
+
+def type_label(value: str) -> str:
+    return TYPE_LABELS.get(value, value)
+
+
+register.filter("type_label", type_label)
+
+
+@register.filter(name="markdown")
+def markdown_filter(text: str):
+    return render_markdown(text)
+
+
+@dataclass(frozen=True)
+class LicenceTerm:
+    allowed: bool
+    label: str
+
+
+@register.filter
+def licence_terms(model: Model) -> list[LicenceTerm]:
+    """The permissions Civitai shows for a model, in its order and words."""
+    uses = set(model.allow_commercial_use or [])
+    return [
+        LicenceTerm(model.allow_no_credit, "Use the model without crediting the creator"),
+        LicenceTerm(Model.CommercialUse.IMAGE in uses, "Sell images they generate"),
+        LicenceTerm(Model.CommercialUse.RENT_CIVIT in uses, "Run on Mergeworks"),
+        LicenceTerm(Model.CommercialUse.RENT in uses, "Run on services that generate images for money"),
+        LicenceTerm(model.allow_derivatives, "Share merges using this model"),
+        LicenceTerm(Model.CommercialUse.SELL in uses, "Sell this model or merges using this model"),
+        LicenceTerm(model.allow_different_license, "Have different permissions when sharing merges"),
+    ]
+
+
+HASH_FIELDS = [
+    ("SHA256", "sha256"),
+    ("AutoV1", "autov1"),
+    ("AutoV2", "autov2"),
+    ("AutoV3", "autov3"),
+    ("CRC32", "crc32"),
+    ("BLAKE3", "blake3"),
+]
+
+
+@register.filter
+def file_hashes(model_file: ModelFile) -> list[tuple[str, str]]:
+    """(kind, value) for every hash the file has, upper-case as Civitai shows them.
+
+    AutoV1 is absent for files under 2 MiB, so empty values are left out.
+    """
+    return [(label, getattr(model_file, attr).upper()) for label, attr in HASH_FIELDS if getattr(model_file, attr)]
+
+
+TRAINING_KEYS = [
+    ("Base model", "ss_base_model_version"),
+    ("Trained on", "ss_sd_model_name"),
+    ("Network", "ss_network_module"),
+    ("Rank (dim)", "ss_network_dim"),
+    ("Alpha", "ss_network_alpha"),
+    ("Output name", "ss_output_name"),
+]
+
+
+@register.filter
+def training_metadata(model_file: ModelFile) -> list[tuple[str, str]]:
+    """The kohya training facts a file declares (uploader-written, so escaped like any text)."""
+    metadata = (model_file.header_summary or {}).get("metadata") or {}
+    return [(label, str(metadata[key])[:200]) for label, key in TRAINING_KEYS if metadata.get(key)]
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes) -> str:
+    """The current query string with `changes` applied (None removes a key), for filter and page links."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def compact_count(value) -> str:
+    """1234 -> "1.2K", as download counters on model cards read."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return ""
+    for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
+        if n >= limit:
+            text = f"{n / limit:.1f}".rstrip("0").rstrip(".")
+            return f"{text}{suffix}"
+    return str(n)
