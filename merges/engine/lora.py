@@ -400,11 +400,11 @@ def merge_lora_modules(
         raise ValueError(f"target rank must be at least 1, got {target_rank}")
 
     if all(f is not None for f in factors):
-        u = torch.cat([f[0] for f in factors], dim=1)  # type: ignore[index]
-        v = torch.cat([f[1] for f in factors], dim=1)  # type: ignore[index]
         for f, (t, _) in zip(factors, items):
             if f[1].shape[0] != math.prod(shape[1:]) or f[0].shape[0] != shape[0]:  # type: ignore[index]
                 raise LoraShapeError(f"LoRA factors {tuple(t['up'].shape)} x {tuple(t['down'].shape)} do not fit {shape}")
+        u = torch.cat([f[0] for f in factors], dim=1)  # type: ignore[index]
+        v = torch.cat([f[1] for f in factors], dim=1)  # type: ignore[index]
         if mode == "concat" and (target_rank is None or target_rank >= total_rank):
             return _as_lora(u, v.T, shape)
         rank = min(target_rank or total_rank, full_rank, total_rank)
