@@ -66,3 +66,25 @@ def make_published_model(
 @pytest.fixture
 def published_model(alice):
     return make_published_model(alice)
+
+
+def add_published_version(
+    model,
+    name: str,
+    *,
+    data: bytes,
+    base_model: str = "SD 1.5",
+    trained_words=(),
+    file_name: str | None = None,
+    publish: bool = True,
+):
+    """Another version (with one file) of an existing model; returns the version."""
+    from hub.catalog.services import model_version_create, model_version_publish
+    from hub.files.services import blob_ingest_stream, model_file_create
+
+    version = model_version_create(model=model, name=name, base_model=base_model, trained_words=trained_words)
+    blob = blob_ingest_stream(reader=io.BytesIO(data), size=len(data), head=data[:16], header_reader=io.BytesIO(data))
+    model_file_create(version=version, blob=blob, name=file_name or f"{model.slug}-{version.name}.safetensors")
+    if publish:
+        version = model_version_publish(version=version)
+    return version
