@@ -14,3 +14,177 @@ class ErrorOut(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable code, e.g. not_found, rate_limited")
     status = serializers.IntegerField()
     details = serializers.JSONField(required=False)
+
+
+class PageMetadataOut(serializers.Serializer):
+    nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; pass as ?cursor= for the next page")
+    nextPage = serializers.URLField(allow_null=True, help_text="Absolute URL of the next page, or null on the last")
+
+
+class HashesOut(serializers.Serializer):
+    AutoV1 = serializers.CharField(required=False, help_text="Absent for files under 2 MiB")
+    AutoV2 = serializers.CharField()
+    SHA256 = serializers.CharField()
+    CRC32 = serializers.CharField()
+    BLAKE3 = serializers.CharField()
+    AutoV3 = serializers.CharField(required=False)
+
+
+class FileMetadataOut(serializers.Serializer):
+    fp = serializers.ChoiceField(["fp16", "bf16", "fp32", "fp8", "mixed"], allow_null=True)
+    format = serializers.ChoiceField(["SafeTensor", "PickleTensor", "Diffusers", "Other"])
+
+
+class FileOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    sizeKB = serializers.FloatField()
+    type = serializers.CharField(help_text="Always Model")
+    metadata = FileMetadataOut()
+    pickleScanResult = serializers.ChoiceField(["Pending", "Success", "Danger", "Error"])
+    pickleScanMessage = serializers.CharField(allow_null=True)
+    virusScanResult = serializers.ChoiceField(["Pending", "Success", "Danger", "Error"])
+    hashes = HashesOut(help_text="Uppercase hex, as Civitai sends it")
+    primary = serializers.BooleanField()
+    downloadUrl = serializers.URLField()
+
+
+class StatsOut(serializers.Serializer):
+    downloadCount = serializers.IntegerField()
+
+
+class VersionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    modelId = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    baseModel = serializers.CharField()
+    trainedWords = serializers.ListField(child=serializers.CharField())
+    status = serializers.ChoiceField(["Published", "Draft"], help_text="Drafts are shown to their owner only")
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+    publishedAt = serializers.DateTimeField(allow_null=True)
+    stats = StatsOut()
+    files = FileOut(many=True)
+    downloadUrl = serializers.URLField()
+
+
+class CreatorRefOut(serializers.Serializer):
+    username = serializers.CharField()
+
+
+class VersionModelOut(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    nsfw = serializers.BooleanField()
+    mode = serializers.CharField(allow_null=True, help_text="Archived, or null")
+    visibility = serializers.ChoiceField(["public", "unlisted", "private"])
+    creator = CreatorRefOut()
+
+
+class VersionDetailOut(VersionOut):
+    model = VersionModelOut()
+
+
+class ModelOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField(help_text="Markdown")
+    type = serializers.CharField()
+    checkpointType = serializers.CharField(allow_null=True, help_text="Trained or Merge")
+    nsfw = serializers.BooleanField()
+    allowNoCredit = serializers.BooleanField()
+    allowCommercialUse = serializers.ListField(child=serializers.CharField())
+    allowDerivatives = serializers.BooleanField()
+    allowDifferentLicense = serializers.BooleanField()
+    visibility = serializers.ChoiceField(["public", "unlisted", "private"])
+    mode = serializers.CharField(allow_null=True, help_text="Archived, or null")
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+    publishedAt = serializers.DateTimeField(allow_null=True)
+    stats = StatsOut()
+    creator = CreatorRefOut()
+    tags = serializers.ListField(child=serializers.CharField())
+    modelVersions = VersionOut(many=True)
+
+
+class ModelListOut(serializers.Serializer):
+    items = ModelOut(many=True)
+    metadata = PageMetadataOut()
+
+
+class LatestVersionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    publishedAt = serializers.DateTimeField(allow_null=True)
+    downloadUrl = serializers.URLField()
+
+
+class ByHashItemOut(serializers.Serializer):
+    hash = serializers.CharField(help_text="The requested hash, uppercase")
+    hashType = serializers.CharField(allow_null=True, help_text="Which hash kind matched (SHA256, AutoV2, …)")
+    modelVersion = VersionDetailOut(allow_null=True, help_text="null when no visible file has this hash")
+    latestVersion = LatestVersionOut(allow_null=True, help_text="The model's newest published version")
+    newerVersionAvailable = serializers.BooleanField()
+
+
+class ByHashBulkOut(serializers.Serializer):
+    items = ByHashItemOut(many=True)
+
+
+class TagOut(serializers.Serializer):
+    name = serializers.CharField()
+    modelCount = serializers.IntegerField(help_text="Public published models with this tag")
+    link = serializers.URLField()
+
+
+class TagListOut(serializers.Serializer):
+    items = TagOut(many=True)
+    metadata = PageMetadataOut()
+
+
+class CreatorOut(serializers.Serializer):
+    username = serializers.CharField()
+    modelCount = serializers.IntegerField(help_text="Public published models")
+    link = serializers.URLField()
+
+
+class CreatorListOut(serializers.Serializer):
+    items = CreatorOut(many=True)
+    metadata = PageMetadataOut()
+
+
+class ApiKeyOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="Public start of the key, e.g. mw_1a2b3c4d5e6f")
+    scopes = serializers.ListField(child=serializers.ChoiceField(["read", "download", "upload", "run"]))
+    createdAt = serializers.DateTimeField()
+    lastUsedAt = serializers.DateTimeField(allow_null=True)
+    revokedAt = serializers.DateTimeField(allow_null=True)
+    active = serializers.BooleanField()
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key = serializers.CharField(help_text="The plaintext key. Shown in this response only; store it now.")
+
+
+class ApiKeyListOut(serializers.Serializer):
+    items = ApiKeyOut(many=True)
+
+
+class ApiKeyCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(["read", "download", "upload", "run"]), required=False,
+        help_text="Default: read and download. A key may only create keys within its own scopes.",
+    )
+
+
+class MeOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField(allow_blank=True)
+    authentication = serializers.ChoiceField(["session", "apiKey"])
+    scopes = serializers.ListField(child=serializers.CharField())
+    apiKey = ApiKeyOut(allow_null=True)
