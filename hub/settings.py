@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "hub.accounts",
     "hub.catalog",
     "hub.files",
+    "merges.registry",
     "frontend",
 ]
 
@@ -172,11 +173,14 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "workers.tasks.ingest.*": {"queue": "ingest"},
     "workers.tasks.housekeeping.*": {"queue": "ingest"},
+    # The sweeper must not wait behind hours-long merges on the gpu queue.
+    "workers.tasks.merge.merge_jobs_sweep": {"queue": "ingest"},
     "workers.tasks.merge.*": {"queue": "gpu"},
     "workers.tasks.render.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {
     "downloads-rollup": {"task": "workers.tasks.housekeeping.downloads_rollup", "schedule": 60.0},
+    "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 

@@ -11,4 +11,5 @@ app = Celery("mergeworks")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.include = [
     "workers.tasks.housekeeping",
+    "workers.tasks.merge",
 ]

@@ -1,0 +1,762 @@
+"""Writes of the recipe registry: recipes, versions, forks, runs, outputs.
+
+Worker-side job execution lives in `merges.registry.jobs`; this module holds
+everything a request does, plus the publishing of a merge output (shared by
+the worker and by cache hits).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from hub.accounts.models import User
+from hub.catalog.models import Model, ModelVersion
+from hub.catalog.selectors import version_get_for
+from hub.catalog.services import model_create, model_version_create, model_version_publish
+from hub.files.models import ModelFile
+from hub.files.services import BlobInfo, model_file_create
+from merges.engine.recipe import OPS, RecipeError, merge_key as engine_merge_key
+from merges.registry import conf
+from merges.registry.diff import document_diff
+from merges.registry.documents import DocumentError, DocumentInvalid, ParsedDocument, document_parse, document_text
+from merges.registry.models import LineageEdge, MergeJob, MergeOutput, Recipe, RecipeVersion
+
+logger = logging.getLogger(__name__)
+
+MERGE_TASK = "workers.tasks.merge.merge_job_run"
+BASE_MODEL_OF_ARCH = {
+    "sd1": ModelVersion.BaseModel.SD_1_5,
+    "sd2": ModelVersion.BaseModel.SD_2_1,
+    "sdxl": ModelVersion.BaseModel.SDXL_1_0,
+    "flux": ModelVersion.BaseModel.FLUX_1_D,
+}
+# Base models that share an architecture's weights layout; an output keeps
+# its inputs' base model when they agree and it belongs to the recipe's architecture.
+ARCH_OF_BASE_MODEL = {
+    ModelVersion.BaseModel.SD_1_5: "sd1",
+    ModelVersion.BaseModel.SD_2_1: "sd2",
+    ModelVersion.BaseModel.SDXL_1_0: "sdxl",
+    ModelVersion.BaseModel.PONY: "sdxl",
+    ModelVersion.BaseModel.ILLUSTRIOUS: "sdxl",
+    ModelVersion.BaseModel.FLUX_1_D: "flux",
+    ModelVersion.BaseModel.FLUX_1_S: "flux",
+}
+
+
+class RegistryError(Exception):
+    """A refused registry request; `status` and `code` are what the API answers."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class RecipeInvalid(RegistryError):
+    code = "invalid_recipe"
+
+    def __init__(self, errors: list[DocumentError]):
+        super().__init__(
+            "the recipe is invalid: " + "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors),
+            details=[e.as_dict() for e in errors],
+        )
+        self.errors = errors
+
+
+class RegistryPermissionDenied(RegistryError):
+    status = 403
+    code = "permission_denied"
+
+
+class RegistryNotFound(RegistryError):
+    status = 404
+    code = "not_found"
+
+
+class RegistryConflict(RegistryError):
+    status = 409
+    code = "conflict"
+
+
+def _parse(source: str | Mapping[str, Any]) -> ParsedDocument:
+    try:
+        return document_parse(source)
+    except DocumentInvalid as exc:
+        raise RecipeInvalid(exc.errors) from exc
+
+
+def _unique_slug(owner: User, base: str) -> str:
+    base = slugify(base)[:100] or "recipe"
+    slug, n = base, 2
+    while Recipe.objects.filter(owner=owner, slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _check_visibility(visibility: str) -> None:
+    if visibility not in Recipe.Visibility.values:
+        raise RegistryError(f"unknown visibility {visibility!r}; allowed: {', '.join(Recipe.Visibility.values)}")
+
+
+def _version_add(
+    *, recipe: Recipe, parsed: ParsedDocument, author: User | None, message: str, parent: RecipeVersion | None
+) -> RecipeVersion:
+    # Numbers come from the locked recipe row, so two concurrent edits get n+1 and n+2.
+    Recipe.objects.select_for_update().filter(pk=recipe.pk).get()
+    last = recipe.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = RecipeVersion.objects.create(
+        recipe=recipe,
+        number=last + 1,
+        document=parsed.document,
+        source=parsed.source,
+        recipe_hash=parsed.hash,
+        message=message.strip()[:500],
+        parent=parent,
+        created_by=author,
+    )
+    Recipe.objects.filter(pk=recipe.pk).update(architecture=parsed.recipe.architecture, updated_at=timezone.now())
+    recipe.architecture = parsed.recipe.architecture
+    return version
+
+
+def recipe_create(
+    *,
+    owner: User,
+    title: str,
+    source: str | Mapping[str, Any],
+    description: str = "",
+    visibility: str = Recipe.Visibility.PUBLIC,
+    message: str = "",
+    slug: str | None = None,
+) -> Recipe:
+    """A new recipe with its first version."""
+    title = title.strip()
+    if not title:
+        raise RegistryError("title must not be empty", details={"title": ["must not be empty"]})
+    _check_visibility(visibility)
+    parsed = _parse(source)
+    with transaction.atomic():
+        recipe = Recipe.objects.create(
+            owner=owner,
+            slug=_unique_slug(owner, slug or title),
+            title=title[:200],
+            description=description,
+            visibility=visibility,
+            architecture=parsed.recipe.architecture,
+        )
+        _version_add(recipe=recipe, parsed=parsed, author=owner, message=message or "First version", parent=None)
+    return recipe
+
+
+def recipe_latest_version(recipe: Recipe) -> RecipeVersion:
+    return recipe.versions.order_by("-number").first()
+
+
+def recipe_version_create(
+    *, recipe: Recipe, author: User, source: str | Mapping[str, Any], message: str = ""
+) -> tuple[RecipeVersion, bool]:
+    """Add version n+1 edited from the latest; returns (version, created).
+
+    A document whose canonical form equals the latest version's creates
+    nothing and returns the latest version.
+    """
+    if recipe.owner_id != author.pk:
+        raise RegistryPermissionDenied("only the recipe's owner can add versions; fork it to make your own")
+    parsed = _parse(source)
+    with transaction.atomic():
+        Recipe.objects.select_for_update().filter(pk=recipe.pk).get()
+        latest = recipe_latest_version(recipe)
+        if latest is not None and latest.recipe_hash == parsed.hash:
+            return latest, False
+        return _version_add(recipe=recipe, parsed=parsed, author=author, message=message, parent=latest), True
+
+
+def recipe_fork(
+    *,
+    version: RecipeVersion,
+    owner: User,
+    title: str | None = None,
+    visibility: str | None = None,
+    description: str | None = None,
+) -> Recipe:
+    """Copy `version` into a new recipe owned by `owner`; its history starts at that version."""
+    source_recipe = version.recipe
+    visibility = visibility or (
+        Recipe.Visibility.PRIVATE if source_recipe.visibility == Recipe.Visibility.PRIVATE else Recipe.Visibility.PUBLIC
+    )
+    _check_visibility(visibility)
+    title = (title or source_recipe.title).strip() or source_recipe.title
+    parsed = _parse(version.source or version.document)
+    with transaction.atomic():
+        recipe = Recipe.objects.create(
+            owner=owner,
+            slug=_unique_slug(owner, title),
+            title=title[:200],
+            description=source_recipe.description if description is None else description,
+            visibility=visibility,
+            forked_from=version,
+            architecture=parsed.recipe.architecture,
+        )
+        _version_add(
+            recipe=recipe,
+            parsed=parsed,
+            author=owner,
+            message=f"Forked from {source_recipe.owner.username}/{source_recipe.slug} v{version.number}",
+            parent=version,
+        )
+    return recipe
+
+
+def recipe_update(
+    *, recipe: Recipe, user: User, title: str | None = None, description: str | None = None, visibility: str | None = None
+) -> Recipe:
+    """Change a recipe's title, description or visibility (its versions stay as they are)."""
+    if recipe.owner_id != user.pk:
+        raise RegistryPermissionDenied("only the recipe's owner can change it")
+    fields = []
+    if title is not None:
+        if not title.strip():
+            raise RegistryError("title must not be empty", details={"title": ["must not be empty"]})
+        recipe.title, fields = title.strip()[:200], fields + ["title"]
+    if description is not None:
+        recipe.description, fields = description, fields + ["description"]
+    if visibility is not None:
+        _check_visibility(visibility)
+        recipe.visibility, fields = visibility, fields + ["visibility"]
+    if fields:
+        recipe.save(update_fields=[*fields, "updated_at"])
+    return recipe
+
+
+def recipe_diff(*, old: RecipeVersion, new: RecipeVersion) -> dict[str, Any]:
+    """Structural diff between two versions (see merges.registry.diff)."""
+    diff = document_diff(old.document, new.document)
+
+    def ref(v: RecipeVersion) -> dict[str, Any]:
+        return {"recipe": v.recipe_id, "number": v.number, "id": v.pk, "hash": v.recipe_hash}
+
+    return {"from": ref(old), "to": ref(new), **diff}
+
+
+# --- runs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    name: str
+    sha256: str
+    size: int
+    storage_key: str
+    model_version_id: int | None
+    file_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "size": self.size,
+            "storage_key": self.storage_key,
+            "model_version": self.model_version_id,
+            "file": self.file_id,
+        }
+
+
+def _downloadable_file(user: User, version: ModelVersion) -> ModelFile | None:
+    """The file a merge reads for `version`, if `user` may download it (the download endpoint's rules)."""
+    is_owner = version.model.owner_id == user.pk
+    if version.model.status == Model.Status.ARCHIVED and not is_owner:
+        return None
+    for f in version.files.all():  # primary first
+        if f.format == ModelFile.Format.SAFETENSOR and f.pickle_scan_status != ModelFile.ScanStatus.DANGER:
+            return f
+    return None
+
+
+def _describe(version: ModelVersion) -> str:
+    return f"{version.model.name} {version.name} (model version {version.pk})"
+
+
+def _licence_check(user: User, name: str, version: ModelVersion) -> None:
+    model = version.model
+    if not model.allow_derivatives and model.owner_id != user.pk:
+        raise RegistryPermissionDenied(
+            f"input {name!r}: the licence of {_describe(version)} does not allow derivatives, so it cannot be merged",
+            details={"input": name, "model_version": version.pk, "reason": "licence_forbids_derivatives"},
+        )
+
+
+def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, ResolvedInput]:
+    """Resolve every input to a file the user may download and whose licence allows derivatives."""
+    resolved: dict[str, ResolvedInput] = {}
+    for name, ref in document["inputs"].items():
+        if "path" in ref:
+            raise RegistryError(
+                f"input {name!r}: local paths only work with the command-line engine; use sha256 or model_version",
+                details={"input": name},
+            )
+        if "model_version" in ref:
+            version = version_get_for(user, ref["model_version"])
+            model_file = _downloadable_file(user, version) if version is not None else None
+            if model_file is None:
+                raise RegistryPermissionDenied(
+                    f"input {name!r}: model version {ref['model_version']} is not available to you as a safetensors file",
+                    details={"input": name, "model_version": ref["model_version"], "reason": "input_unavailable"},
+                )
+        else:
+            model_file = None
+            version = None
+            candidates = (
+                ModelFile.objects.filter(sha256=ref["sha256"])
+                .select_related("version", "version__model")
+                .order_by("-version__model__owner_id", "id")
+            )
+            for candidate in candidates:
+                visible = version_get_for(user, candidate.version_id)
+                if visible is not None and _downloadable_file(user, visible) is not None:
+                    model_file, version = candidate, visible
+                    if visible.model.owner_id == user.pk or visible.model.allow_derivatives:
+                        break
+            if model_file is None:
+                raise RegistryPermissionDenied(
+                    f"input {name!r}: no file with SHA-256 {ref['sha256']} is available to you",
+                    details={"input": name, "sha256": ref["sha256"], "reason": "input_unavailable"},
+                )
+        _licence_check(user, name, version)
+        resolved[name] = ResolvedInput(
+            name=name,
+            sha256=model_file.sha256,
+            size=model_file.size_bytes,
+            storage_key=model_file.storage_key,
+            model_version_id=version.pk,
+            file_id=model_file.pk,
+        )
+    return resolved
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    job: MergeJob | None
+    output: ModelVersion | None
+
+    @property
+    def cached(self) -> bool:
+        return self.job is None and self.output is not None
+
+
+def _enqueue(job_id: int) -> None:
+    from workers.celery import app
+
+    app.send_task(MERGE_TASK, args=[job_id])
+
+
+def _visible_output(user: User, key: str) -> ModelVersion | None:
+    outputs = (
+        MergeOutput.objects.filter(merge_key=key)
+        .select_related("model_version", "model_version__model")
+        .order_by("id")
+    )
+    for out in outputs:
+        if out.model_version.model.owner_id == user.pk:
+            return out.model_version
+    for out in outputs:
+        if version_get_for(user, out.model_version_id) is not None:
+            return out.model_version
+    return None
+
+
+def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
+    """Run a recipe version for `user`: a cached output, the active job for the same merge, or a new job."""
+    from merges.engine import ENGINE_VERSION
+
+    document = version.document
+    inputs = inputs_resolve(document=document, user=user)
+    try:
+        key = engine_merge_key(document, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
+    except RecipeError as exc:
+        raise RecipeInvalid([DocumentError(path=p, message=m, line=None) for p, m in exc.errors]) from exc
+
+    cached = _visible_output(user, key)
+    if cached is not None:
+        return RunOutcome(job=None, output=cached)
+    existing = MergeOutput.objects.filter(merge_key=key).select_related("model_version").order_by("id").first()
+    if existing is not None:
+        # The merge was done for someone who keeps it private: publish the same
+        # bytes for this user instead of merging again.
+        output = merge_output_republish(source=existing, recipe_version=version, requester=user, inputs=inputs)
+        return RunOutcome(job=None, output=output)
+
+    with transaction.atomic():
+        job = MergeJob.objects.filter(merge_key=key, status__in=MergeJob.ACTIVE).first()
+        if job is not None:
+            return RunOutcome(job=job, output=None)
+        try:
+            # A savepoint: on a unique-index clash the outer transaction stays usable.
+            with transaction.atomic():
+                job = MergeJob.objects.create(
+                    recipe_version=version,
+                    merge_key=key,
+                    requested_by=user,
+                    inputs={n: r.as_dict() for n, r in inputs.items()},
+                    engine_version=ENGINE_VERSION,
+                    enqueued_at=timezone.now(),
+                )
+        except IntegrityError:
+            # A concurrent request created the job first; its insert committed
+            # before ours could, so this read sees it.
+            job = MergeJob.objects.filter(merge_key=key, status__in=MergeJob.ACTIVE).first()
+            if job is None:
+                raise RegistryConflict("the same merge changed state while it was requested; try again") from None
+            return RunOutcome(job=job, output=None)
+        job_id = job.pk
+        transaction.on_commit(lambda: _enqueue(job_id))
+    return RunOutcome(job=job, output=None)
+
+
+def merge_job_cancel(*, job: MergeJob, user: User) -> MergeJob:
+    """Cancel a job: a queued one at once, a running one at its next tensor."""
+    if job.requested_by_id != user.pk and job.recipe_version.recipe.owner_id != user.pk:
+        raise RegistryPermissionDenied("only whoever started this job, or the recipe's owner, can cancel it")
+    now = timezone.now()
+    with transaction.atomic():
+        MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.QUEUED).update(
+            status=MergeJob.Status.CANCELLED, cancel_requested=True, finished_at=now, error="cancelled before it started"
+        )
+        MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.RUNNING).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def merge_jobs_sweep() -> dict[str, int]:
+    """Recover jobs whose worker died: requeue them, or fail them once out of attempts.
+
+    A running job's heartbeat is written every second or so while it runs; a
+    stale one means the worker was killed (or the host lost). Conditional
+    updates keep this safe to run anywhere, any number of times.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=conf.stale_seconds())
+    limit = conf.max_attempts()
+    counts = {"requeued": 0, "failed": 0, "resent": 0}
+    stale = MergeJob.objects.filter(status=MergeJob.Status.RUNNING, heartbeat_at__lt=stale_before)
+    for job in stale.only("id", "attempts", "heartbeat_at"):
+        if job.attempts >= limit:
+            n = MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
+                status=MergeJob.Status.FAILED,
+                finished_at=now,
+                error=f"the worker was lost {job.attempts} times; giving up after {limit} attempts",
+            )
+            counts["failed"] += n
+            continue
+        with transaction.atomic():
+            n = MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
+                status=MergeJob.Status.QUEUED, worker="", enqueued_at=now,
+                error=f"attempt {job.attempts} lost its worker; retrying",
+            )
+            if n:
+                job_id = job.pk
+                transaction.on_commit(lambda: _enqueue(job_id))
+        counts["requeued"] += n
+    # A queued job whose message was lost (e.g. a broker restart) would wait
+    # forever; sending its message again is harmless because claims are conditional.
+    resend_before = now - timedelta(seconds=conf.requeue_seconds())
+    for job_id in MergeJob.objects.filter(status=MergeJob.Status.QUEUED, enqueued_at__lt=resend_before).values_list(
+        "id", flat=True
+    ):
+        if MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, enqueued_at__lt=resend_before).update(
+            enqueued_at=now
+        ):
+            _enqueue(job_id)
+            counts["resent"] += 1
+    return counts
+
+
+# --- outputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Licence:
+    allow_no_credit: bool
+    allow_commercial_use: list[str]
+    allow_derivatives: bool
+    allow_different_license: bool
+    nsfw: bool
+
+
+def licence_of_inputs(models: Iterable[Model]) -> Licence:
+    """The most restrictive combination of the inputs' licences."""
+    models = list(models)
+    order = list(Model.CommercialUse.values)
+    uses = set(order)
+    for m in models:
+        uses &= set(m.allow_commercial_use or [])
+    return Licence(
+        allow_no_credit=all(m.allow_no_credit for m in models),
+        allow_commercial_use=[u for u in order if u in uses] if models else [],
+        allow_derivatives=all(m.allow_derivatives for m in models),
+        allow_different_license=all(m.allow_different_license for m in models),
+        nsfw=any(m.nsfw for m in models),
+    )
+
+
+def _output_type(document: Mapping[str, Any]) -> str:
+    out_step = document["output"]["step"]
+    for step in document["steps"]:
+        if step["id"] == out_step:
+            return Model.Type.LORA if OPS[step["op"]].output == "lora" else Model.Type.CHECKPOINT
+    return Model.Type.CHECKPOINT
+
+
+def _output_base_model(document: Mapping[str, Any], inputs: list[ModelVersion]) -> str:
+    arch = document["architecture"]
+    bases = {v.base_model for v in inputs}
+    if len(bases) == 1:
+        (base,) = bases
+        if ARCH_OF_BASE_MODEL.get(base) == arch:
+            return base
+    return BASE_MODEL_OF_ARCH.get(arch, ModelVersion.BaseModel.OTHER)
+
+
+def _blob_of(model_file: ModelFile) -> BlobInfo:
+    return BlobInfo(
+        sha256=model_file.sha256,
+        size=model_file.size_bytes,
+        hashes={
+            "sha256": model_file.sha256,
+            "autov1": model_file.autov1 or None,
+            "autov2": model_file.autov2,
+            "autov3": model_file.autov3 or None,
+            "crc32": model_file.crc32,
+            "blake3": model_file.blake3,
+        },
+        format=model_file.format,
+        precision=model_file.precision,
+        header_summary=model_file.header_summary,
+    )
+
+
+def merge_output_publish(
+    *,
+    recipe_version: RecipeVersion,
+    requester: User,
+    blob: BlobInfo,
+    merge_key: str,
+    inputs: Mapping[str, Mapping[str, Any]],
+    engine_version: str,
+    job: MergeJob | None = None,
+) -> ModelVersion:
+    """Publish a stored merge result as a new version of the requester's model for this recipe.
+
+    Call inside a transaction. The model is the requester's output model for
+    this recipe (created on first use); its licence only ever tightens, to the
+    most restrictive of every input merged into it.
+    """
+    recipe = Recipe.objects.select_for_update().get(pk=recipe_version.recipe_id)
+    document = recipe_version.document
+    input_ids = [ref["model_version"] for ref in inputs.values() if ref.get("model_version")]
+    input_versions = list(ModelVersion.objects.filter(pk__in=input_ids).select_related("model"))
+    licence = licence_of_inputs(v.model for v in input_versions)
+    model_type = _output_type(document)
+
+    prior = (
+        MergeOutput.objects.filter(recipe_version__recipe=recipe, model_version__model__owner=requester)
+        .select_related("model_version__model")
+        .filter(model_version__model__type=model_type)
+        .order_by("-id")
+        .first()
+    )
+    if prior is not None:
+        model = prior.model_version.model
+        model.allow_no_credit &= licence.allow_no_credit
+        model.allow_derivatives &= licence.allow_derivatives
+        model.allow_different_license &= licence.allow_different_license
+        model.allow_commercial_use = [u for u in model.allow_commercial_use if u in licence.allow_commercial_use]
+        model.nsfw |= licence.nsfw
+        model.save(
+            update_fields=[
+                "allow_no_credit", "allow_derivatives", "allow_different_license", "allow_commercial_use", "nsfw",
+                "updated_at",
+            ]
+        )
+    else:
+        model = model_create(
+            owner=requester,
+            name=recipe.title,
+            type=model_type,
+            checkpoint_type=Model.CheckpointType.MERGE,
+            description=(
+                f"Merged on Mergeworks from the recipe “{recipe.title}” by {recipe.owner.username}.\n\n"
+                f"{recipe.description}"
+            ).strip(),
+            visibility=recipe.visibility,
+            nsfw=licence.nsfw,
+            allow_no_credit=licence.allow_no_credit,
+            allow_commercial_use=licence.allow_commercial_use,
+            allow_derivatives=licence.allow_derivatives,
+            allow_different_license=licence.allow_different_license,
+        )
+    name = f"v{recipe_version.number}"
+    if model.versions.filter(name=name).exists():  # the same version merged again by a newer engine
+        name = f"{name}-{merge_key[:8]}"
+    version = model_version_create(
+        model=model,
+        name=name,
+        base_model=_output_base_model(document, input_versions),
+        description=f"Recipe {recipe.owner.username}/{recipe.slug} v{recipe_version.number}, merge key {merge_key}.",
+    )
+    file_name = f"{slugify(recipe.title) or 'merge'}-v{recipe_version.number}.safetensors"
+    model_file_create(version=version, blob=blob, name=file_name)
+    model_version_publish(version=version)
+    MergeOutput.objects.create(
+        model_version=version,
+        recipe_version=recipe_version,
+        merge_key=merge_key,
+        job=job,
+        sha256=blob.sha256,
+        engine_version=engine_version,
+    )
+    LineageEdge.objects.bulk_create(
+        [
+            LineageEdge(
+                output=version,
+                input_id=ref.get("model_version"),
+                input_name=name,
+                input_sha256=ref["sha256"],
+                recipe_version=recipe_version,
+            )
+            for name, ref in sorted(inputs.items())
+        ]
+    )
+    return version
+
+
+def merge_output_republish(
+    *, source: MergeOutput, recipe_version: RecipeVersion, requester: User, inputs: Mapping[str, ResolvedInput]
+) -> ModelVersion:
+    """Publish an already merged blob for another user (no merge runs)."""
+    model_file = source.model_version.files.order_by("-primary", "id").first()
+    with transaction.atomic():
+        return merge_output_publish(
+            recipe_version=recipe_version,
+            requester=requester,
+            blob=_blob_of(model_file),
+            merge_key=source.merge_key,
+            inputs={n: r.as_dict() for n, r in inputs.items()},
+            engine_version=source.engine_version,
+        )
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+A1111_METHODS = {"weighted sum": "weighted_sum", "add difference": "add_difference"}
+
+
+def recipe_draft_from_metadata(*, summary: Mapping[str, Any], architecture: str) -> tuple[dict[str, Any], list[str]]:
+    """A draft recipe document from a file's `sd_merge_recipe` (A1111's checkpoint merger).
+
+    `summary` is `merges.engine.inspect.summarize_metadata` of the file's
+    metadata. Returns the document and notes for the user (inputs the hub
+    does not have, fields that were not carried over).
+    """
+    raw = summary.get("merge_recipe")
+    if not raw:
+        raise RegistryError("this file carries no sd_merge_recipe metadata")
+    method = str(raw.get("interp_method") or "").strip().lower()
+    op = A1111_METHODS.get(method)
+    if op is None:
+        raise RegistryError(
+            f"sd_merge_recipe uses {raw.get('interp_method')!r}; only 'Weighted sum' and 'Add difference' can be imported"
+        )
+    multiplier = raw.get("multiplier")
+    if not isinstance(multiplier, (int, float)) or isinstance(multiplier, bool):
+        raise RegistryError("sd_merge_recipe has no numeric multiplier")
+    roles = [("primary", "primary_model_hash"), ("secondary", "secondary_model_hash")]
+    if op == "add_difference":
+        roles.append(("tertiary", "tertiary_model_hash"))
+    notes: list[str] = []
+    inputs: dict[str, Any] = {}
+    names = {m.get("sha256"): m.get("name") for m in (summary.get("merge_models") or []) if isinstance(m, dict)}
+    for role, field in roles:
+        sha = str(raw.get(field) or "").lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise RegistryError(f"sd_merge_recipe.{field} is not a full SHA-256, so the input cannot be matched")
+        match = (
+            ModelFile.objects.filter(sha256=sha, version__status=ModelVersion.Status.PUBLISHED)
+            .exclude(version__model__visibility=Model.Visibility.PRIVATE)
+            .order_by("id")
+            .values_list("version_id", flat=True)
+            .first()
+        )
+        if match is not None:
+            inputs[role] = {"model_version": match}
+        else:
+            inputs[role] = {"sha256": sha}
+            label = names.get(sha) or sha[:10]
+            notes.append(f"input {role} ({label}) is not on the hub; upload it before running this recipe")
+    step: dict[str, Any] = {"id": "merge", "op": op, "inputs": [r for r, _ in roles], "alpha": float(multiplier)}
+    document = {
+        "format": "mergeworks/recipe@1",
+        "architecture": architecture,
+        "inputs": inputs,
+        "steps": [step],
+        "output": {"step": "merge", "dtype": "fp16" if raw.get("save_as_half") else "fp32"},
+    }
+    for ignored in ("bake_in_vae", "discard_weights"):
+        if raw.get(ignored):
+            notes.append(f"{ignored} = {raw[ignored]!r} was not carried over")
+    return document, notes
+
+
+def recipe_import(*, model_file: ModelFile, owner: User, title: str | None = None) -> tuple[Recipe, list[str]]:
+    """Turn a checkpoint's `sd_merge_recipe` into a private draft recipe owned by `owner`."""
+    from merges.engine.inspect import summarize_metadata
+
+    metadata = (model_file.header_summary or {}).get("metadata") or {}
+    summary = summarize_metadata({k: v for k, v in metadata.items() if isinstance(v, str)})
+    version = model_file.version
+    architecture = (model_file.header_summary or {}).get("architecture") or ARCH_OF_BASE_MODEL.get(
+        version.base_model, "sd1"
+    )
+    document, notes = recipe_draft_from_metadata(summary=summary, architecture=architecture)
+    recipe = recipe_create(
+        owner=owner,
+        title=title or f"{version.model.name} {version.name} (imported)",
+        source=document_text(document),
+        description=f"Imported from the merge metadata of {model_file.name}.",
+        visibility=Recipe.Visibility.PRIVATE,
+        message=f"Imported from {model_file.name}",
+    )
+    return recipe, notes
+
+
+__all__ = [
+    "RegistryError",
+    "RecipeInvalid",
+    "RegistryPermissionDenied",
+    "RegistryNotFound",
+    "RegistryConflict",
+    "RunOutcome",
+    "inputs_resolve",
+    "licence_of_inputs",
+    "merge_job_cancel",
+    "merge_jobs_sweep",
+    "merge_output_publish",
+    "merge_output_republish",
+    "merge_run",
+    "recipe_create",
+    "recipe_diff",
+    "recipe_fork",
+    "recipe_import",
+    "recipe_draft_from_metadata",
+    "recipe_update",
+    "recipe_version_create",
+]
