@@ -6,6 +6,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    # Hugging Face-compatible routes (/api/models/{user}/{slug}..., /{user}/{slug}/resolve/...)
+    # come before the REST API and the website so no catch-all there can shadow them.
+    path("", include("hub.hf.urls")),
     path("api/", include("hub.api.urls")),
     path("", include("frontend.urls")),
 ]

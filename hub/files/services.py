@@ -92,14 +92,31 @@ def _numel(shape) -> int:
     return n
 
 
-def blob_ingest_stream(*, reader: BinaryIO, size: int, head: bytes, header_reader: BinaryIO | None = None) -> BlobInfo:
+def blob_ingest_stream(
+    *,
+    reader: BinaryIO,
+    size: int,
+    head: bytes,
+    header_reader: BinaryIO | None = None,
+    format: str | None = None,
+) -> BlobInfo:
     """Stream `reader` into storage, hashing as it goes.
 
     `head` is the first bytes of the file (for format sniffing) and
     `header_reader` a seekable view used to validate the safetensors header
     before any byte is stored.
+
+    `format=ModelFile.Format.DIFFUSERS` stores a non-weight member of a
+    diffusers folder (a config or tokenizer file): its kind comes from its
+    place in the folder, so it is not sniffed as a checkpoint, but pickled or
+    zipped bytes are still refused. The folder's `.safetensors` weights go
+    through the default path, with full header validation.
     """
-    fmt = sniff_format(head)
+    if format is not None and format != ModelFile.Format.DIFFUSERS:
+        raise ValueError(f"format may only be {ModelFile.Format.DIFFUSERS!r}; other formats are sniffed")
+    if format == ModelFile.Format.DIFFUSERS and sniff_format(head) == ModelFile.Format.PICKLE_TENSOR:
+        raise FileRejected("pickle_not_allowed", "pickled files are not accepted in a diffusers folder")
+    fmt = format or sniff_format(head)
     precision, summary = "", {}
     if fmt == ModelFile.Format.SAFETENSOR:
         precision, summary = safetensors_summary(header_reader or io.BytesIO(head), size)
@@ -134,10 +151,29 @@ def blob_ingest_path(*, path: Path) -> BlobInfo:
         return blob_ingest_stream(reader=reader, size=size, head=head, header_reader=header_reader)
 
 
-def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, primary: bool | None = None) -> ModelFile:
-    name = Path(name).name.strip()
+def _clean_file_name(name: str, *, format: str) -> str:
+    """A plain file name, or for files of a diffusers folder a relative path like `unet/config.json`.
+
+    Relative paths are checked, not normalised: `..`, empty or `.` segments,
+    absolute paths, backslashes and control characters are refused so that a
+    name can never point outside the folder it is downloaded into.
+    """
+    name = name.strip()
+    if format != ModelFile.Format.DIFFUSERS:
+        name = Path(name).name.strip()
+    elif "\\" in name or name.startswith("/") or any(p in ("", ".", "..") for p in name.split("/")):
+        raise FileRejected("bad_name", f"{name!r} is not a clean relative path (no '..', '.', '//', '\\' or leading '/')")
     if not name:
         raise FileRejected("bad_name", "file name must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise FileRejected("bad_name", "file name must not contain control characters")
+    if len(name) > ModelFile._meta.get_field("name").max_length:
+        raise FileRejected("bad_name", "file name is too long")
+    return name
+
+
+def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, primary: bool | None = None) -> ModelFile:
+    name = _clean_file_name(name, format=blob.format)
     with transaction.atomic():
         if primary is None:
             primary = not version.files.filter(primary=True).exists()
@@ -159,8 +195,12 @@ def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, prima
             autov3=blob.hashes.get("autov3") or "",
             crc32=blob.hashes.get("crc32") or "",
             blake3=blob.hashes.get("blake3") or "",
+            # Diffusers members are validated safetensors or non-pickle files
+            # (blob_ingest_stream refuses pickles there), so there is nothing to scan.
             pickle_scan_status=(
-                ModelFile.ScanStatus.SUCCESS if blob.format == ModelFile.Format.SAFETENSOR else ModelFile.ScanStatus.PENDING
+                ModelFile.ScanStatus.SUCCESS
+                if blob.format in (ModelFile.Format.SAFETENSOR, ModelFile.Format.DIFFUSERS)
+                else ModelFile.ScanStatus.PENDING
             ),
             header_summary=blob.header_summary,
         )
