@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "hub.accounts",
     "hub.catalog",
     "hub.files",
+    "hub.uploads",
     "hub.hf",
     "merges.registry",
     "frontend",
@@ -181,6 +182,7 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "downloads-rollup": {"task": "workers.tasks.housekeeping.downloads_rollup", "schedule": 60.0},
+    "uploads-expire": {"task": "workers.tasks.housekeeping.uploads_expire", "schedule": 900.0},
     "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
@@ -205,6 +207,11 @@ SPECTACULAR_SETTINGS = {
 }
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
+# Uploads (hub.uploads): part size (S3 raises it to 5 MiB at least), how long a
+# part URL stays valid, and after how long an unfinished upload is aborted.
+UPLOAD_PART_SIZE = env_int("UPLOAD_PART_SIZE", 64 * 1024**2)
+UPLOAD_PART_URL_TTL = env_int("UPLOAD_PART_URL_TTL", 3600)
+UPLOAD_TTL = env_int("UPLOAD_TTL", 24 * 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -11,5 +11,6 @@ app = Celery("mergeworks")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.include = [
     "workers.tasks.housekeeping",
+    "workers.tasks.ingest",
     "workers.tasks.merge",
 ]

@@ -28,4 +28,5 @@ urlpatterns = [
     path("v1/api-keys", ApiKeyListView.as_view(), name="api-keys"),
     path("v1/api-keys/<int:key_id>", ApiKeyDetailView.as_view(), name="api-key"),
     path("", include("merges.registry.urls")),
+    path("", include("hub.uploads.urls")),
 ]

@@ -19,3 +19,11 @@ def ping(payload: str = "") -> dict:
 @shared_task
 def downloads_rollup() -> int:
     return downloads_rollup_service()
+
+
+@shared_task
+def uploads_expire() -> dict:
+    """Abort abandoned uploads (multipart included) and drop unreferenced blobs of ended ones."""
+    from hub.uploads.services import uploads_expire as uploads_expire_service
+
+    return uploads_expire_service()

@@ -1,0 +1,36 @@
+"""Ingest queue: verify a completed upload. Thin: the work is `hub.uploads.services.upload_ingest`."""
+from __future__ import annotations
+
+import logging
+
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from hub.uploads.services import upload_ingest as upload_ingest_service
+from hub.uploads.services import upload_ingest_give_up
+
+log = logging.getLogger(__name__)
+
+# Failures of the store or the disk, not of the file: worth another try.
+TRANSIENT = (BotoCoreError, ClientError, OSError, ConnectionError)
+MAX_RETRIES = 4
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def upload_ingest(self, upload_id: str) -> str | None:
+    """Returns the upload's final status, or None if another task owns (or finished) it."""
+    task_id = self.request.id or f"local-{upload_id}"
+    try:
+        upload = upload_ingest_service(upload_id=upload_id, task_id=task_id)
+    except SoftTimeLimitExceeded:
+        upload_ingest_give_up(upload_id=upload_id, task_id=task_id, reason="it took longer than the time limit")
+        raise
+    except TRANSIENT as exc:
+        if self.request.retries >= MAX_RETRIES:
+            upload_ingest_give_up(upload_id=upload_id, task_id=task_id, reason=f"storage error: {type(exc).__name__}")
+            raise
+        log.warning("ingest of %s failed (%s); retrying", upload_id, exc)
+        # A retry keeps the task id, so it can take the row back from PROCESSING.
+        raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
+    return upload.status if upload is not None else None
