@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from hub.api import schema_extensions  # noqa: F401  (registers the API key auth scheme)
 from hub.api.health import health
 from hub.api.views_accounts import ApiKeyDetailView, ApiKeyListView, MeView
 from hub.api.views_catalog import (
