@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views
+from frontend import recipe_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -16,4 +16,13 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/api-keys/", views.api_keys, name="api-keys"),
     path("account/api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
+    path("recipes/", recipe_views.recipe_list, name="recipes"),
+    path("recipes/new/", recipe_views.recipe_new, name="recipe-new"),
+    path("recipes/import/", recipe_views.recipe_import, name="recipe-import"),
+    path("recipes/<int:recipe_id>/", recipe_views.recipe_detail, name="recipe"),
+    path("recipes/<int:recipe_id>/edit/", recipe_views.recipe_edit, name="recipe-edit"),
+    path("recipes/<int:recipe_id>/diff/", recipe_views.recipe_diff, name="recipe-diff"),
+    path("recipes/<int:recipe_id>/fork/", recipe_views.recipe_fork, name="recipe-fork"),
+    path("recipes/<int:recipe_id>/run/", recipe_views.recipe_run, name="recipe-run"),
+    path("model-versions/<int:version_id>/lineage/", recipe_views.lineage, name="lineage"),
 ]

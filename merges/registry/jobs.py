@@ -214,7 +214,8 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
         _finish(job, attempt, status=MergeJob.Status.SUCCEEDED, output_id=done.model_version_id, progress=1.0)
         return Outcome("succeeded", "cached")
 
-    from merges.engine import ENGINE_VERSION, MergeCancelled, run_recipe
+    from merges.engine import ENGINE_VERSION, run_recipe
+    from merges.engine.executor import MergeCancelled
 
     cache = input_cache()
     heartbeat = _Heartbeat(job.pk, attempt)
@@ -231,6 +232,8 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
                 device=conf.device(),
                 progress=heartbeat.progress,
                 should_cancel=heartbeat.should_cancel,
+                # Verified by the cache on fetch; the engine need not hash them again.
+                input_sha256s={name: ref["sha256"] for name, ref in job.inputs.items()},
             )
             engine_seconds = time.perf_counter() - started
             if heartbeat.lost:

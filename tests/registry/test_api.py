@@ -1,0 +1,271 @@
+"""REST API contract and permissions for recipes, runs and jobs (no worker: enqueueing is recorded)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from hub.accounts.services import api_key_create
+from merges.registry.models import MergeJob, Recipe
+from merges.registry.services import recipe_create
+from tests.registry.conftest import sd1_document
+from tests.support.builders import make_published_model
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr("merges.registry.services._enqueue", sent.append)
+    return sent
+
+
+def client_for(user, scopes):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    issued = api_key_create(user=user, name="test", scopes=scopes)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    return client
+
+
+def test_create_list_and_detail(alice, sd1_inputs, api_client):
+    base, anime = sd1_inputs
+    alice_api = client_for(alice, ["read", "upload"])
+    response = alice_api.post(
+        "/api/v1/recipes",
+        {"title": "Dreamy", "document": sd1_document(base.pk, anime.pk), "description": "soft"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["title"] == "Dreamy" and body["owner"] == {"username": "alice"}
+    assert body["latestVersion"]["number"] == 1 and body["versionCount"] == 1
+    assert body["latestVersion"]["document"]["steps"][1]["alpha"]["blocks"][0] == 0.0
+
+    listed = api_client.get("/api/v1/recipes", {"query": "dream"}).json()
+    assert [r["id"] for r in listed["items"]] == [body["id"]]
+    assert api_client.get("/api/v1/recipes", {"query": "nothing-like-it"}).json()["items"] == []
+    detail = api_client.get(f"/api/v1/recipes/{body['id']}").json()
+    assert detail["latestVersion"]["hash"] == body["latestVersion"]["hash"]
+
+
+def test_invalid_document_answers_400_with_errors_by_field(alice, sd1_inputs):
+    base, anime = sd1_inputs
+    document = sd1_document(base.pk, anime.pk, blocks=[0.5] * 25)
+    response = client_for(alice, ["upload"]).post(
+        "/api/v1/recipes", {"title": "Short", "document": document}, format="json"
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_recipe"
+    assert {"path": "steps[1].alpha", "message": "expected 26 block weights for sd1, got 25"}.items() <= body[
+        "details"
+    ][0].items()
+
+
+def test_validate_endpoint_locates_errors_on_lines(api_client):
+    text = "format: mergeworks/recipe@1\narchitecture: sd1\ninputs: {a: {model_version: 1}}\nsteps:\n  - {id: x, op: blend, inputs: [a]}\noutput: {step: x}\n"
+    body = api_client.post("/api/v1/recipes/validate", {"document": text}, format="json").json()
+    assert body["valid"] is False
+    assert body["errors"][0]["path"] == "steps[0].op" and body["errors"][0]["line"] == 5
+
+
+def test_versions_identical_document_creates_nothing(alice, public_recipe):
+    api = client_for(alice, ["upload"])
+    document = public_recipe.versions.get().document
+    response = api.post(f"/api/v1/recipes/{public_recipe.pk}/versions", {"document": document}, format="json")
+    assert response.status_code == 200 and response.json()["created"] is False
+    changed = {**document, "seed": 7}
+    response = api.post(
+        f"/api/v1/recipes/{public_recipe.pk}/versions", {"document": changed, "message": "reseed"}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["number"] == 2 and response.json()["parent"]["number"] == 1
+    versions = api.get(f"/api/v1/recipes/{public_recipe.pk}/versions").json()["items"]
+    assert [v["number"] for v in versions] == [2, 1]
+
+
+def test_editing_someone_elses_recipe_is_403(bob, public_recipe):
+    document = {**public_recipe.versions.get().document, "seed": 3}
+    response = client_for(bob, ["upload"]).post(
+        f"/api/v1/recipes/{public_recipe.pk}/versions", {"document": document}, format="json"
+    )
+    assert response.status_code == 403 and "fork" in response.json()["error"]
+    response = client_for(bob, ["upload"]).patch(
+        f"/api/v1/recipes/{public_recipe.pk}", {"title": "mine now"}, format="json"
+    )
+    assert response.status_code == 403
+    assert public_recipe.versions.count() == 1
+
+
+def test_private_recipe_is_404_and_not_listed(alice, bob, sd1_inputs):
+    base, anime = sd1_inputs
+    secret = recipe_create(owner=alice, title="Secret Sauce", source=sd1_document(base.pk, anime.pk), visibility="private")
+    bob_api = client_for(bob, ["read", "upload", "run"])
+    for path in ("", "/versions", "/versions/1", "/diff?from=1&to=1", "/jobs"):
+        assert bob_api.get(f"/api/v1/recipes/{secret.pk}{path}").status_code == 404, path
+    assert bob_api.post(f"/api/v1/recipes/{secret.pk}/fork", {}, format="json").status_code == 404
+    assert bob_api.post(f"/api/v1/recipes/{secret.pk}/run", {}, format="json").status_code == 404
+    assert secret.pk not in [r["id"] for r in bob_api.get("/api/v1/recipes").json()["items"]]
+    assert secret.pk not in [r["id"] for r in bob_api.get("/api/v1/recipes", {"query": "secret"}).json()["items"]]
+    # Its owner sees it.
+    alice_api = client_for(alice, ["read"])
+    assert secret.pk in [r["id"] for r in alice_api.get("/api/v1/recipes").json()["items"]]
+    assert alice_api.get(f"/api/v1/recipes/{secret.pk}").status_code == 200
+
+
+def test_fork_endpoint(bob, alice, public_recipe):
+    response = client_for(bob, ["upload"]).post(
+        f"/api/v1/recipes/{public_recipe.pk}/fork", {"version": 1, "title": "Bob's Mix"}, format="json"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["owner"]["username"] == "bob" and body["title"] == "Bob's Mix"
+    assert body["forkedFrom"] == {
+        "id": public_recipe.versions.get().pk,
+        "recipeId": public_recipe.pk,
+        "number": 1,
+        "title": "Soft Anime Mix",
+        "owner": "alice",
+    }
+    assert body["latestVersion"]["parent"]["recipeId"] == public_recipe.pk
+
+
+def test_write_endpoints_need_their_scopes(bob, public_recipe, enqueued):
+    read_only = client_for(bob, ["read", "download"])
+    fork = read_only.post(f"/api/v1/recipes/{public_recipe.pk}/fork", {}, format="json")
+    assert fork.status_code == 403 and "'upload' scope" in fork.json()["error"]
+    run = read_only.post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json")
+    assert run.status_code == 403 and "'run' scope" in run.json()["error"]
+    assert not MergeJob.objects.exists() and enqueued == []
+    anonymous = client_for(bob, ["run"])
+    anonymous.credentials()
+    assert anonymous.post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json").status_code in (401, 403)
+
+
+def test_run_with_an_input_whose_licence_forbids_derivatives_is_403_with_reason(alice, bob, enqueued):
+    from tests.registry.conftest import tiny_checkpoint_bytes
+
+    base = make_published_model(bob, "No Derivs", data=tiny_checkpoint_bytes(1), allow_derivatives=False).versions.get()
+    other = make_published_model(bob, "Fine", data=tiny_checkpoint_bytes(2)).versions.get()
+    recipe = recipe_create(owner=alice, title="Forbidden", source=sd1_document(base.pk, other.pk))
+    response = client_for(alice, ["run"]).post(f"/api/v1/recipes/{recipe.pk}/run", {}, format="json")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["details"]["reason"] == "licence_forbids_derivatives"
+    assert body["details"]["input"] == "base"
+    assert "does not allow derivatives" in body["error"] and "No Derivs" in body["error"]
+    assert not MergeJob.objects.exists() and enqueued == []
+
+
+def test_run_with_an_input_the_user_cannot_download_is_403(alice, bob, enqueued):
+    from tests.registry.conftest import tiny_checkpoint_bytes
+
+    hidden = make_published_model(bob, "Bob Private", data=tiny_checkpoint_bytes(1), visibility="private")
+    other = make_published_model(bob, "Public", data=tiny_checkpoint_bytes(2))
+    recipe = recipe_create(
+        owner=alice, title="Peek", source=sd1_document(hidden.versions.get().pk, other.versions.get().pk)
+    )
+    response = client_for(alice, ["run"]).post(f"/api/v1/recipes/{recipe.pk}/run", {}, format="json")
+    assert response.status_code == 403 and response.json()["details"]["reason"] == "input_unavailable"
+
+
+def test_run_creates_one_job_and_enqueues_it_after_commit(alice, public_recipe, enqueued, django_capture_on_commit_callbacks):
+    api = client_for(alice, ["run", "read"])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        first = api.post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json")
+        assert enqueued == []  # not before the job row is committed
+    assert len(callbacks) == 1
+    assert first.status_code == 202, first.json()
+    job = first.json()["job"]
+    assert first.json()["cached"] is False and job["status"] == "queued" and job["attempts"] == 0
+    assert enqueued == [job["id"]]
+    with django_capture_on_commit_callbacks(execute=True):
+        again = api.post(f"/api/v1/recipes/{public_recipe.pk}/run", {"version": 1}, format="json")
+    assert again.status_code == 202 and again.json()["job"]["id"] == job["id"]
+    assert enqueued == [job["id"]]
+    assert api.get(job["url"]).json()["mergeKey"] == job["mergeKey"]
+
+    cancelled = api.post(f"/api/v1/merge-jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    # With the old job finished, a new run makes a new job.
+    third = api.post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json")
+    assert third.json()["job"]["id"] != job["id"]
+
+
+def test_only_the_requester_or_recipe_owner_cancels(alice, bob, public_recipe, enqueued):
+    job_id = client_for(alice, ["run"]).post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json").json()[
+        "job"
+    ]["id"]
+    response = client_for(bob, ["run"]).post(f"/api/v1/merge-jobs/{job_id}/cancel")
+    assert response.status_code == 403
+    assert MergeJob.objects.get(pk=job_id).status == "queued"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_of_the_same_merge_share_one_job(alice, bob, public_recipe, enqueued):
+    from merges.registry.services import merge_run
+
+    version = public_recipe.versions.get()
+    barrier = threading.Barrier(4)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(user):
+        try:
+            barrier.wait()
+            results.append(merge_run(version=version, user=user).job.pk)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in (alice, bob, alice, bob)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(results)) == 1 and len(results) == 4
+    assert MergeJob.objects.count() == 1
+    assert enqueued == results[:1]
+
+
+def test_recipe_list_is_cursor_paginated(alice, sd1_inputs, api_client):
+    base, anime = sd1_inputs
+    ids = [
+        recipe_create(owner=alice, title=f"Mix {i}", source=sd1_document(base.pk, anime.pk, alpha=i / 10)).pk
+        for i in range(5)
+    ]
+    first = api_client.get("/api/v1/recipes", {"limit": 2, "sort": "Newest"}).json()
+    seen = [r["id"] for r in first["items"]]
+    cursor = first["metadata"]["nextCursor"]
+    recipe_create(owner=alice, title="Late arrival", source=sd1_document(base.pk, anime.pk, alpha=0.99))
+    while cursor:
+        page = api_client.get("/api/v1/recipes", {"limit": 2, "sort": "Newest", "cursor": cursor}).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["metadata"]["nextCursor"]
+    assert seen == sorted(ids, reverse=True)
+    assert Recipe.objects.count() == 6
+
+
+def test_lineage_of_an_invisible_version_is_404(bob, alice):
+    from tests.registry.conftest import tiny_checkpoint_bytes
+
+    hidden = make_published_model(alice, "Hidden", data=tiny_checkpoint_bytes(1), visibility="private")
+    response = client_for(bob, ["read"]).get(f"/api/v1/model-versions/{hidden.versions.get().pk}/lineage")
+    assert response.status_code == 404
+    mine = client_for(alice, ["read"]).get(f"/api/v1/model-versions/{hidden.versions.get().pk}/lineage")
+    assert mine.status_code == 200 and mine.json()["edges"] == []
+
+
+def test_openapi_schema_documents_the_registry(api_client):
+    schema = api_client.get("/api/schema/", {"format": "json"})
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    for path in ("/api/v1/recipes/{recipe_id}/run", "/api/v1/recipes/{recipe_id}/fork", "/api/v1/merge-jobs/{job_id}",
+                 "/api/v1/model-versions/{version_id}/lineage", "/api/v1/recipes/{recipe_id}/diff"):
+        assert path in text, path
