@@ -135,8 +135,10 @@ def image_clean(f: BinaryIO, *, size: int, max_bytes: int = MAX_IMAGE_BYTES, max
                 return _encode(pixels, fmt, parameters)
         except ImageRejected:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning, EOFError) as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow's own guard, which fires while reading the header for absurd sizes.
+            raise ImageRejected("image_dimensions", f"the image is too large to decode: {exc}") from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
             raise ImageRejected("image_invalid", f"the image could not be decoded: {exc}") from exc
 
 
