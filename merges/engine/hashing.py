@@ -29,7 +29,7 @@ import blake3
 
 from .safetensors_io import HEADER_CAP, SafetensorsError, parse_header_bytes
 
-__all__ = ["FileHasher", "HASH_KINDS", "hash_file"]
+__all__ = ["FileHasher", "HASH_KINDS", "autov1_of_file", "hash_file"]
 
 HASH_KINDS = ("sha256", "autov1", "autov2", "autov3", "crc32", "blake3")
 
@@ -75,9 +75,21 @@ class _Worker(threading.Thread):
 
 
 class FileHasher:
-    """Feed bytes in file order with ``update``; read ``hexdigests()`` once at the end."""
+    """Feed bytes in file order with ``update``; read ``hexdigests()`` once at the end.
 
-    def __init__(self) -> None:
+    ``kinds`` limits the work to some of ``HASH_KINDS`` (the others come back
+    as ``None``), e.g. ``("sha256",)`` for a merge output.
+    """
+
+    def __init__(self, kinds: tuple[str, ...] = HASH_KINDS) -> None:
+        unknown = set(kinds) - set(HASH_KINDS)
+        if unknown:
+            raise ValueError(f"unknown hash kinds: {sorted(unknown)}")
+        self._kinds = frozenset(kinds)
+        sha_needed = bool(self._kinds & {"sha256", "autov2"})
+        self._do_crc = "crc32" in self._kinds
+        self._do_b3 = "blake3" in self._kinds
+        self._do_v3 = "autov3" in self._kinds
         self._sha = hashlib.sha256()
         self._crc = 0
         self._v3 = hashlib.sha256()
@@ -91,21 +103,26 @@ class FileHasher:
         self._pending_len = 0
         self._pending_start = 0
         self._result: dict[str, str | None] | None = None
-        self._a = _Worker("hash-sha256-crc32", self._work_a)
-        self._b = _Worker("hash-autov3-blake3", self._work_b)
-        self._a.start()
-        self._b.start()
+        self._a = _Worker("hash-sha256-crc32", self._work_a) if sha_needed or self._do_crc else None
+        self._b = _Worker("hash-autov3-blake3", self._work_b) if self._do_b3 or self._do_v3 else None
+        self._sha_needed = sha_needed
+        self._workers = [w for w in (self._a, self._b) if w is not None]
+        for w in self._workers:
+            w.start()
 
     # -- workers -----------------------------------------------------------
     def _work_a(self, item: tuple[bytes, int]) -> None:
         data, _ = item
-        self._sha.update(data)
-        self._crc = zlib.crc32(data, self._crc)
+        if self._sha_needed:
+            self._sha.update(data)
+        if self._do_crc:
+            self._crc = zlib.crc32(data, self._crc)
 
     def _work_b(self, item: tuple[bytes, int]) -> None:
         data, v3_from = item
-        self._b3.update(data)
-        if v3_from >= 0:
+        if self._do_b3:
+            self._b3.update(data)
+        if self._do_v3 and v3_from >= 0:
             self._v3.update(memoryview(data)[v3_from:] if v3_from else data)
 
     # -- feeding -----------------------------------------------------------
@@ -113,12 +130,19 @@ class FileHasher:
     def size(self) -> int:
         return self._pos
 
-    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview, *, owned: bool = False) -> None:
+        """Hash the next bytes of the file.
+
+        The workers read the data after ``update`` returns, so anything but
+        ``bytes`` is copied first, unless ``owned`` promises the caller will
+        never modify that memory again.
+        """
         if self._result is not None:
             raise RuntimeError("FileHasher already finished")
-        # Workers hold on to the data after update() returns: they need bytes
-        # the caller cannot change under them.
-        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        if isinstance(chunk, bytes) or owned:
+            data = chunk if isinstance(chunk, bytes) else memoryview(chunk).cast("B")
+        else:
+            data = bytes(chunk)
         if not data:
             return
         start = self._pos
@@ -163,8 +187,10 @@ class FileHasher:
         if self._v3_start is not None and not self._not_st:
             if start + len(data) > self._v3_start:
                 v3_from = max(0, self._v3_start - start)
-        self._a.q.put((data, -1))
-        self._b.q.put((data, v3_from))
+        if self._a is not None:
+            self._a.q.put((data, -1))
+        if self._b is not None:
+            self._b.q.put((data, v3_from))
 
     # -- results -----------------------------------------------------------
     def hexdigests(self) -> dict[str, str | None]:
@@ -174,20 +200,21 @@ class FileHasher:
             return dict(self._result)
         if self._pending:
             self._dispatch()
-        self._a.finish()
-        self._b.finish()
+        for w in self._workers:
+            w.finish()
         sha = self._sha.hexdigest()
         autov1 = None
         if self._pos >= AUTOV1_MIN_SIZE:
             autov1 = hashlib.sha256(bytes(self._v1)).hexdigest()[:8]
-        self._result = {
+        result: dict[str, str | None] = {
             "sha256": sha,
             "autov1": autov1,
             "autov2": sha[:10],
-            "autov3": self._v3.hexdigest() if self._is_safetensors() else None,
+            "autov3": self._v3.hexdigest() if self._do_v3 and self._is_safetensors() else None,
             "crc32": f"{self._crc & 0xFFFFFFFF:08X}",
             "blake3": self._b3.hexdigest(),
         }
+        self._result = {k: (v if k in self._kinds else None) for k, v in result.items()}
         return dict(self._result)
 
     def _is_safetensors(self) -> bool:
@@ -204,13 +231,15 @@ class FileHasher:
         if self._result is None:
             self._result = {}
             self._pending = []
-            self._a.abandon()
-            self._b.abandon()
+            for w in self._workers:
+                w.abandon()
 
 
-def hash_file(path: str | os.PathLike[str], chunk_size: int = _READ_CHUNK) -> dict[str, str | None]:
-    """Every hash of ``HASH_KINDS`` for the file at ``path``, in one read."""
-    h = FileHasher()
+def hash_file(
+    path: str | os.PathLike[str], chunk_size: int = _READ_CHUNK, kinds: tuple[str, ...] = HASH_KINDS
+) -> dict[str, str | None]:
+    """Every hash of ``kinds`` (default all) for the file at ``path``, in one read."""
+    h = FileHasher(kinds)
     try:
         with open(path, "rb", buffering=0) as f:
             while chunk := f.read(chunk_size):
@@ -219,3 +248,13 @@ def hash_file(path: str | os.PathLike[str], chunk_size: int = _READ_CHUNK) -> di
         h.close()
         raise
     return h.hexdigests()
+
+
+def autov1_of_file(path: str | os.PathLike[str]) -> str | None:
+    """A1111's legacy model hash, reading only its 64 KiB window."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < AUTOV1_MIN_SIZE:
+            return None
+        f.seek(AUTOV1_OFFSET)
+        return hashlib.sha256(f.read(AUTOV1_LENGTH)).hexdigest()[:8]

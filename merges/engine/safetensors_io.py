@@ -8,22 +8,26 @@ the tensors tile the data buffer exactly, so a file that passes can be read
 tensor by tensor from its offsets with no surprises.
 
 Nothing here ever unpickles: pickle and zip checkpoints are recognised by
-their magic bytes and refused.
+their magic bytes and refused. Header validation needs no torch (the web
+process validates uploads); only reading and writing tensors imports it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Mapping, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
-    "DTYPES",
+    "DTYPE_SIZES",
+    "FLOAT_DTYPES",
     "HEADER_CAP",
     "Header",
     "SafetensorsError",
@@ -40,25 +44,42 @@ __all__ = [
 
 HEADER_CAP = 16 * 1024 * 1024
 
-# safetensors dtype name -> (element size in bytes, torch dtype)
-DTYPES: dict[str, tuple[int, torch.dtype]] = {
-    "BOOL": (1, torch.bool),
-    "U8": (1, torch.uint8),
-    "I8": (1, torch.int8),
-    "F8_E4M3": (1, torch.float8_e4m3fn),
-    "F8_E5M2": (1, torch.float8_e5m2),
-    "I16": (2, torch.int16),
-    "U16": (2, torch.uint16),
-    "F16": (2, torch.float16),
-    "BF16": (2, torch.bfloat16),
-    "I32": (4, torch.int32),
-    "U32": (4, torch.uint32),
-    "F32": (4, torch.float32),
-    "I64": (8, torch.int64),
-    "U64": (8, torch.uint64),
-    "F64": (8, torch.float64),
+# safetensors dtype name -> element size in bytes
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
-_NAME_OF: dict[torch.dtype, str] = {dt: name for name, (_, dt) in DTYPES.items()}
+FLOAT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F16", "BF16", "F32", "F64"})
+_TORCH_NAMES = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I16": "int16",
+    "U16": "uint16",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I32": "int32",
+    "U32": "uint32",
+    "F32": "float32",
+    "I64": "int64",
+    "U64": "uint64",
+    "F64": "float64",
+}
 
 _PICKLE_PROTOCOLS = (2, 3, 4, 5)
 
@@ -92,11 +113,15 @@ class TensorInfo:
 
     @property
     def itemsize(self) -> int:
-        return DTYPES[self.dtype][0]
+        return DTYPE_SIZES[self.dtype]
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype][1]
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    @property
+    def torch_dtype(self) -> "torch.dtype":
+        return torch_dtype(self.dtype)
 
 
 @dataclass
@@ -113,15 +138,18 @@ class Header:
         return {k: t.shape for k, t in self.tensors.items()}
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    return DTYPES[name][1]
+@functools.cache
+def torch_dtype(name: str) -> "torch.dtype":
+    import torch
+
+    return getattr(torch, _TORCH_NAMES[name])
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    try:
-        return _NAME_OF[dtype]
-    except KeyError:
-        raise SafetensorsError("bad_dtype", f"dtype {dtype} cannot be stored in safetensors") from None
+def dtype_name(dtype: "torch.dtype") -> str:
+    for name, attr in _TORCH_NAMES.items():
+        if str(dtype) == f"torch.{attr}":
+            return name
+    raise SafetensorsError("bad_dtype", f"dtype {dtype} cannot be stored in safetensors")
 
 
 def sniff_pickle_or_zip(prefix: bytes) -> str | None:
@@ -172,7 +200,7 @@ def _parse_entry(name: str, entry: object) -> TensorInfo:
         what = f"missing {sorted(missing)}" if missing else f"unexpected {sorted(extra)}"
         raise SafetensorsError("bad_entry", f"tensor {name!r}: {what}")
     dtype = entry["dtype"]
-    if not isinstance(dtype, str) or dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise SafetensorsError("bad_dtype", f"tensor {name!r}: unsupported dtype {dtype!r}")
     shape = entry["shape"]
     if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
@@ -340,7 +368,7 @@ class SafetensorsReader:
                 raise SafetensorsError("truncated", f"{self.path}: file ended while reading tensor {name!r}")
             done += got
 
-    def read_into(self, name: str, buffer: torch.Tensor, start: int = 0, count: int | None = None) -> torch.Tensor:
+    def read_into(self, name: str, buffer: "torch.Tensor", start: int = 0, count: int | None = None) -> "torch.Tensor":
         """Read elements ``[start, start+count)`` of the flattened tensor.
 
         ``buffer`` is a contiguous uint8 tensor at least that many bytes long;
@@ -353,6 +381,8 @@ class SafetensorsReader:
             count = info.numel - start
         size = info.itemsize
         nbytes = count * size
+        import torch
+
         if buffer.dtype != torch.uint8 or not buffer.is_contiguous() or buffer.numel() < nbytes:
             raise ValueError("buffer must be a contiguous uint8 tensor large enough for the range")
         if nbytes:
@@ -360,8 +390,10 @@ class SafetensorsReader:
         flat = buffer[:nbytes].view(info.torch_dtype)
         return flat.view(info.shape) if whole else flat
 
-    def read(self, name: str) -> torch.Tensor:
+    def read(self, name: str) -> "torch.Tensor":
         """Read a whole tensor into fresh memory (for small tensors, e.g. LoRA weights)."""
+        import torch
+
         info = self.header.tensors[name]
         return self.read_into(name, torch.empty(info.nbytes, dtype=torch.uint8))
 
@@ -391,7 +423,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * DTYPES[self.dtype][0]
+        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
 
 
 def build_header(specs: Iterable[TensorSpec], metadata: Mapping[str, str] | None = None) -> tuple[bytes, dict[str, TensorInfo]]:
@@ -410,7 +442,7 @@ def build_header(specs: Iterable[TensorSpec], metadata: Mapping[str, str] | None
         if s.name in seen or s.name == "__metadata__":
             raise SafetensorsError("duplicate_key", f"tensor name {s.name!r} used twice or reserved")
         seen.add(s.name)
-        if s.dtype not in DTYPES:
+        if s.dtype not in DTYPE_SIZES:
             raise SafetensorsError("bad_dtype", f"unsupported dtype {s.dtype!r}")
         end = pos + s.nbytes
         infos[s.name] = TensorInfo(s.dtype, tuple(s.shape), pos, end)
@@ -464,8 +496,14 @@ class SafetensorsWriter:
         while self._index < len(self._order) and self.infos[self._order[self._index]].nbytes == 0:
             self._index += 1
 
-    def write(self, name: str, data: torch.Tensor) -> None:
-        """Append (part of) tensor ``name``; ``data`` must already have its dtype."""
+    def write(self, name: str, data: "torch.Tensor") -> None:
+        """Append (part of) tensor ``name``; ``data`` must already have its dtype.
+
+        ``sink`` receives a view of ``data``'s memory and may keep it: callers
+        must not modify ``data`` afterwards.
+        """
+        import torch
+
         self._skip_empty()
         if self._index >= len(self._order) or self._order[self._index] != name:
             expected = self._order[self._index] if self._index < len(self._order) else None
@@ -504,7 +542,7 @@ class SafetensorsWriter:
             raise ValueError(f"output incomplete: tensor {self._order[self._index]!r} not fully written")
 
 
-def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str] | None = None) -> None:
     """Small helper for tests and spools: write a dict of tensors in one go."""
     specs = [TensorSpec(k, dtype_name(t.dtype), tuple(t.shape)) for k, t in tensors.items()]
     fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -1,0 +1,957 @@
+"""The streaming executor: runs a recipe tensor by tensor.
+
+1. Open every input and read only its header; detect each file's kind and
+   architecture and refuse mismatches before any tensor is read.
+2. Build LoRA-valued steps (``merge_loras``) first, into temporary files
+   beside the output: they are small and their shapes (ranks) are only known
+   once computed.
+3. Plan the output: for each key, in sorted order, an expression over input
+   tensors, its dtype and shape. The header is written from this plan.
+4. A reader thread fills fixed-size buffers with slices of the input tensors
+   while the main thread computes and writes the previous slices. Elementwise
+   methods work slice by slice, so memory stays at a few buffers whatever the
+   model size; methods that need the whole key (slerp, ties, model_stock)
+   read whole tensors, one key at a time.
+5. The output goes to a temporary file in the destination directory, renamed
+   over the destination only when complete; on any error or cancellation the
+   temporary files are removed.
+
+Output bytes depend only on the recipe and the inputs: keys in sorted order,
+metadata without timestamps, float32 maths whose only reductions are
+order-independent (see ``methods``), and deterministic torch algorithms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import methods
+from .blocks import block_index
+from .hashing import FileHasher, autov1_of_file, hash_file
+from .recipe import OPS, Recipe, RecipeError, Step, canonical_dumps, merge_key, parse_recipe
+from .safetensors_io import (
+    SafetensorsError,
+    SafetensorsReader,
+    SafetensorsWriter,
+    TensorInfo,
+    TensorSpec,
+    torch_dtype,
+)
+
+__all__ = ["MergeCancelled", "MergeError", "RunResult", "execute"]
+
+ProgressFn = Callable[[int, int, int, int], None]
+CancelFn = Callable[[], bool]
+
+_OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
+_QUEUE_DEPTH = 6
+_PREFETCH_BUDGET = 96 << 20  # bytes of input slices read ahead of the compute
+_COPY_CHUNK = 8 << 20
+
+
+class MergeError(RuntimeError):
+    """A merge that cannot run or failed; ``code`` is short and stable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MergeCancelled(MergeError):
+    def __init__(self) -> None:
+        super().__init__("cancelled", "merge cancelled")
+
+
+@dataclass
+class RunResult:
+    output_path: str
+    sha256: str
+    tensors: int
+    bytes: int
+    merge_key: str | None
+    input_sha256s: dict[str, str]
+    # Keys copied from the first input because another input lacks them.
+    passthrough_keys: list[str] = field(default_factory=list)
+    hashes: dict[str, str | None] | None = None
+    seconds: float = 0.0
+
+
+# -- expressions over the tensors of one key -----------------------------------------------
+
+
+@dataclass(eq=False)
+class Leaf:
+    source: int  # index into the run's readers
+    name: str
+    info: TensorInfo
+
+
+@dataclass(eq=False)
+class OpNode:
+    step: Step
+    children: list[Any]
+    params: dict[str, Any]  # resolved for this key (block weights looked up)
+    key_seed: int = 0
+
+
+@dataclass(eq=False)
+class LoraNode:
+    child: Any
+    source: int  # reader of the LoRA
+    targets: list[Any]  # lora.LoraTarget
+    strength: float
+
+
+Node = Leaf | OpNode | LoraNode
+
+
+@dataclass
+class KeyPlan:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # output safetensors dtype
+    expr: Node
+    whole: bool  # needs the whole tensor at once (non-elementwise method)
+    leaves: list[Leaf]
+    loras: list[LoraNode]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def raw_copy(self) -> bool:
+        return isinstance(self.expr, Leaf) and self.expr.info.dtype == self.dtype
+
+
+def _walk(node: Node, seen: set[int]) -> Iterator[Node]:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    yield node
+    if isinstance(node, OpNode):
+        for c in node.children:
+            yield from _walk(c, seen)
+    elif isinstance(node, LoraNode):
+        yield from _walk(node.child, seen)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    name: str  # recipe input name, or step id for an intermediate LoRA
+    path: str
+    reader: SafetensorsReader
+    kind: str  # checkpoint | lora
+    arch: str | None
+    sha256: str | None = None
+
+
+class _Run:
+    def __init__(
+        self,
+        recipe: Recipe,
+        paths: Mapping[str, str],
+        output_path: str,
+        device: str,
+        progress: ProgressFn | None,
+        should_cancel: CancelFn | None,
+        input_sha256s: Mapping[str, str],
+        output_hashes: bool,
+        fsync: bool,
+        chunk_elems: int,
+    ) -> None:
+        self.recipe = recipe
+        self.paths = dict(paths)
+        self.output_path = os.path.abspath(output_path)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.should_cancel = should_cancel
+        self.known_sha256s = dict(input_sha256s)
+        self.output_hashes = output_hashes
+        self.fsync = fsync
+        self.chunk_elems = chunk_elems
+        self.sources: list[_Source] = []
+        self.by_name: dict[str, int] = {}  # input name / step id -> source index
+        self.temp_files: list[str] = []
+        self.passthrough: set[str] = set()
+        self.arch = recipe.architecture
+        self._lora_modules: dict[int, Any] = {}  # source index -> parsed LoRA modules
+        self.merge_key: str | None = None
+
+    # ---- setup --------------------------------------------------------------------------------
+    def open_inputs(self) -> None:
+        from .detect import detect
+
+        errors: list[tuple[str, str]] = []
+        for name in self.recipe.needed_inputs():
+            path = self.paths.get(name) or self.recipe.inputs[name].get("path")
+            if not path:
+                errors.append((f"inputs.{name}", "no file given for this input"))
+                continue
+            try:
+                reader = SafetensorsReader(path)
+            except FileNotFoundError:
+                errors.append((f"inputs.{name}", f"file not found: {path}"))
+                continue
+            except SafetensorsError as e:
+                raise SafetensorsError(e.code, f"input {name!r} ({path}): {e.message}") from None
+            self.by_name[name] = len(self.sources)
+            det = detect(reader.header.shapes)
+            src = _Source(name, path, reader, det.kind, det.arch if det.kind == "checkpoint" else det.base)
+            self.sources.append(src)
+            if det.kind not in ("checkpoint", "lora"):
+                errors.append((f"inputs.{name}", f"is a {det.kind} file, not a checkpoint or LoRA"))
+            elif src.arch is not None and src.arch != self.arch:
+                errors.append((f"inputs.{name}", _arch_message(det.kind, src.arch, self.arch)))
+            elif src.arch is None and det.kind == "checkpoint":
+                errors.append((f"inputs.{name}", "architecture not recognised from its keys"))
+        if errors:
+            raise RecipeError(errors)
+        # Each step input must hold the kind of value its op expects.
+        for step in self.recipe.needed_steps():
+            for j, ref in enumerate(step.inputs):
+                if ref in self.by_name:
+                    got = self.sources[self.by_name[ref]].kind
+                    want = step.spec.input_kind(j)
+                    if got != want:
+                        errors.append((f"steps[{step.index}].inputs[{j}]", f"{ref!r} is a {got}, {step.op} needs a {want}"))
+        if errors:
+            raise RecipeError(errors)
+
+    def resolve_sha256s(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for src in self.sources:
+            if src.name not in self.recipe.inputs:
+                continue
+            sha = self.known_sha256s.get(src.name) or self.recipe.inputs[src.name].get("sha256")
+            if not sha:
+                sha = hash_file(src.path, kinds=("sha256",))["sha256"]
+            src.sha256 = sha.lower()
+            out[src.name] = src.sha256
+        return out
+
+    # ---- parameters for one key ---------------------------------------------------------------
+    def param(self, step: Step, name: str, key: str) -> Any:
+        v = step.params[name]
+        if isinstance(v, Mapping):
+            try:
+                return v["blocks"][block_index(key, self.arch)]
+            except ValueError as e:
+                raise MergeError("block_index", f"steps[{step.index}].{name}: {e}") from None
+        return v
+
+    # ---- LoRA-valued steps ----------------------------------------------------------------------
+    def build_lora_steps(self, final_fd: int | None) -> tuple[FileHasher, int] | None:
+        """Compute every needed merge_loras step; the output one goes to ``final_fd``.
+
+        Returns the output's hasher and tensor count when the output is a LoRA.
+        """
+        result = None
+        for step in self.recipe.needed_steps():
+            if step.spec.output != "lora":
+                continue
+            if step.id == self.recipe.output_step:
+                assert final_fd is not None
+                result = self._merge_loras(step, final_fd, _OUT_DTYPES[self.recipe.output_dtype], final=True)
+                continue
+            fd, path = _temp_in(os.path.dirname(self.output_path), f".{step.id}.lora")
+            self.temp_files.append(path)
+            try:
+                # Intermediate LoRAs stay float32: they are small and feed later maths.
+                self._merge_loras(step, fd, "F32", final=False)
+            finally:
+                os.close(fd)
+            reader = SafetensorsReader(path)
+            self.by_name[step.id] = len(self.sources)
+            self.sources.append(_Source(step.id, path, reader, "lora", self.arch))
+        return result
+
+    def _merge_loras(self, step: Step, out_fd: int, out_dtype: str, final: bool) -> tuple[FileHasher, int] | None:
+        """Merge LoRAs module by module into a spool, then write it out sorted."""
+        from .lora import merge_lora_modules, parse_lora_modules
+
+        srcs = [self.sources[self.by_name[r]] for r in step.inputs]
+        parsed = [parse_lora_modules(s.reader.keys()) for s in srcs]
+        weights = step.params["weights"]
+        names = sorted(set().union(*[p.keys() for p in parsed]))
+        spool_fd, spool_path = _temp_in(os.path.dirname(self.output_path), f".{step.id}.spool")
+        self.temp_files.append(spool_path)
+        specs: list[TensorSpec] = []
+        offsets: dict[str, tuple[int, int]] = {}
+        pos = 0
+        try:
+            for i, module in enumerate(names):
+                self.check_cancel()
+                items = []
+                for src, mods, w in zip(srcs, parsed, weights):
+                    if module in mods:
+                        items.append(({role: src.reader.read(t) for role, t in mods[module].keys.items()}, w))
+                merged = merge_lora_modules(items, step.params["mode"], step.params["target_rank"])
+                for role, tensor in merged.items():
+                    tname = f"{module}.{_KOHYA_SUFFIX[role]}"
+                    data = tensor.detach().to(torch_dtype(out_dtype)).contiguous().cpu()
+                    raw = memoryview(data.reshape(-1).view(torch.uint8).numpy()).cast("B")
+                    _write_all(spool_fd, raw)
+                    specs.append(TensorSpec(tname, out_dtype, tuple(data.shape)))
+                    offsets[tname] = (pos, len(raw))
+                    pos += len(raw)
+                self.report(i + 1, len(names), pos, 0)
+            meta = self.metadata(kind="lora") if final else {}
+            writer, hasher = self._writer(out_fd, specs, meta, hashed=final)
+            for spec in sorted(specs, key=lambda s: s.name):
+                start, length = offsets[spec.name]
+                done = 0
+                while done < length:
+                    chunk = os.pread(spool_fd, min(_COPY_CHUNK, length - done), start + done)
+                    if not chunk:
+                        raise MergeError("io", "temporary LoRA spool ended early")
+                    writer.write_bytes(spec.name, memoryview(chunk))
+                    done += len(chunk)
+            writer.close()
+            return (hasher, len(specs)) if hasher is not None else None
+        finally:
+            os.close(spool_fd)
+
+    # ---- planning the checkpoint output --------------------------------------------------------
+    def plan(self) -> list[KeyPlan]:
+        from .lora import map_lora_to_base, parse_lora_modules
+
+        memo: dict[str, dict[str, Node]] = {}
+        steps = {s.id: s for s in self.recipe.steps}
+
+        def exprs(ref: str) -> dict[str, Node]:
+            """Expression for every key of the value ``ref`` (input or step)."""
+            if ref in memo:
+                return memo[ref]
+            if ref in self.by_name:
+                idx = self.by_name[ref]
+                out: dict[str, Node] = {k: Leaf(idx, k, info) for k, info in self.sources[idx].reader.tensors.items()}
+            else:
+                step = steps[ref]
+                if step.op == "apply_lora":
+                    out = self._plan_lora(step, exprs(step.inputs[0]), step.inputs[1], parse_lora_modules, map_lora_to_base)
+                else:
+                    out = self._plan_merge(step, [exprs(r) for r in step.inputs])
+            memo[ref] = out
+            return out
+
+        top = exprs(self.recipe.output_step)
+        out_dtype = _OUT_DTYPES[self.recipe.output_dtype]
+        plans: list[KeyPlan] = []
+        for key in sorted(top):
+            expr = top[key]
+            nodes = list(_walk(expr, set()))
+            leaves = [n for n in nodes if isinstance(n, Leaf)]
+            first = _first_leaf(expr)
+            dtype = out_dtype if first.info.is_float else first.info.dtype
+            whole = any(isinstance(n, OpNode) and n.step.op not in methods.ELEMENTWISE for n in nodes)
+            # Leaves are read once per key even when several steps use them.
+            unique: dict[tuple[int, str], Leaf] = {}
+            for leaf in leaves:
+                unique.setdefault((leaf.source, leaf.name), leaf)
+            plans.append(
+                KeyPlan(
+                    name=key,
+                    shape=first.info.shape,
+                    dtype=dtype,
+                    expr=expr,
+                    whole=whole,
+                    leaves=list(unique.values()),
+                    loras=[n for n in nodes if isinstance(n, LoraNode)],
+                )
+            )
+        return plans
+
+    def _plan_merge(self, step: Step, inputs: list[dict[str, Node]]) -> dict[str, Node]:
+        out: dict[str, Node] = {}
+        errors: list[str] = []
+        for key, first in inputs[0].items():
+            nodes = [first] + [other.get(key) for other in inputs[1:]]
+            infos = [_first_leaf(n).info if n is not None else None for n in nodes]
+            if any(n is None for n in nodes) or not all(i.is_float for i in infos if i is not None):
+                # As A1111 does: a key the other models lack (or an integer
+                # buffer) is the first model's value.
+                out[key] = first
+                self.passthrough.add(key)
+                continue
+            shapes = {i.shape for i in infos if i is not None}
+            if len(shapes) > 1:
+                names = ", ".join(f"{r}: {list(i.shape)}" for r, i in zip(step.inputs, infos) if i is not None)
+                errors.append(f"{key} ({names})")
+                continue
+            params = {name: self.param(step, name, key) for name in step.params if name in _KEYED_PARAMS}
+            params.update({name: v for name, v in step.params.items() if name not in _KEYED_PARAMS})
+            seed = methods.dare_key_seed(self.recipe.seed, step.id, key) if step.op == "dare" else 0
+            out[key] = OpNode(step, nodes, params, seed)
+        if errors:
+            more = f" … and {len(errors) - 10} more" if len(errors) > 10 else ""
+            raise MergeError(
+                "shape_mismatch",
+                f"steps[{step.index}] ({step.op}): inputs disagree on the shape of {len(errors)} key(s): "
+                + "; ".join(errors[:10])
+                + more,
+            )
+        return out
+
+    def _plan_lora(self, step: Step, base: dict[str, Node], lora_ref: str, parse, map_to_base) -> dict[str, Node]:
+        src_idx = self.by_name[lora_ref]
+        modules = parse(self.sources[src_idx].reader.keys())
+        from .lora import LoraKeyError
+
+        try:
+            targets = map_to_base(modules, set(base), self.arch)
+        except LoraKeyError as e:  # lists every unmatched module
+            raise MergeError("lora_keys_unmatched", f"steps[{step.index}] ({lora_ref}): {e}") from None
+        out = dict(base)
+        for key, tlist in targets.items():
+            if not _first_leaf(base[key]).info.is_float:
+                raise MergeError("lora_target", f"steps[{step.index}]: LoRA targets {key}, which is not a float tensor")
+            out[key] = LoraNode(base[key], src_idx, tlist, float(self.param(step, "strength", key)))
+        self._lora_modules.setdefault(src_idx, modules)
+        return out
+
+    # ---- metadata ---------------------------------------------------------------------------
+    def metadata(self, kind: str = "checkpoint") -> dict[str, str]:
+        recipe = self.recipe
+        inputs = {s.name: s.sha256 for s in self.sources if s.name in recipe.inputs and s.sha256}
+        meta = {
+            "format": "pt",
+            "mergeworks_recipe": recipe.canonical_json(),
+            "mergeworks_recipe_hash": recipe.hash(),
+            "mergeworks_inputs": canonical_dumps(inputs),
+            "mergeworks_engine_version": _engine_version(),
+        }
+        if self.merge_key:
+            meta["mergeworks_merge_key"] = self.merge_key
+        meta.update(self._a1111_provenance(inputs))
+        if kind == "lora":
+            meta["ss_network_module"] = "networks.lora"
+            for s in self.sources:
+                if s.kind == "lora" and "ss_base_model_version" in s.reader.metadata:
+                    meta["ss_base_model_version"] = s.reader.metadata["ss_base_model_version"]
+                    break
+        return meta
+
+    def _a1111_provenance(self, inputs: Mapping[str, str]) -> dict[str, str]:
+        """``sd_merge_recipe``/``sd_merge_models`` as A1111's checkpoint merger writes them."""
+        steps = self.recipe.needed_steps()
+        checkpoints = [s for s in self.sources if s.kind == "checkpoint" and s.name in inputs]
+        hashes = [s.sha256 for s in checkpoints] + [None, None, None]
+        interp = "mergeworks recipe"
+        multiplier = None
+        if len(steps) == 1:
+            interp = {"weighted_sum": "Weighted sum", "add_difference": "Add difference"}.get(steps[0].op, steps[0].op)
+            alpha = steps[0].params.get("alpha")
+            multiplier = alpha if isinstance(alpha, float) else None
+        sd_recipe = {
+            "type": "mergeworks",
+            "primary_model_hash": hashes[0],
+            "secondary_model_hash": hashes[1],
+            "tertiary_model_hash": hashes[2],
+            "interp_method": interp,
+            "multiplier": multiplier,
+            "save_as_half": self.recipe.output_dtype == "fp16",
+            "custom_name": Path(self.output_path).stem,
+            "config_source": 0,
+            "bake_in_vae": "None",
+            "discard_weights": "",
+            "is_inpainting": False,
+            "is_instruct_pix2pix": False,
+            "mergeworks_recipe_hash": self.recipe.hash(),
+        }
+        models: dict[str, Any] = {}
+        for s in self.sources:
+            if s.name not in inputs:
+                continue
+            own_recipe = _json_or_none(s.reader.metadata.get("sd_merge_recipe"))
+            models[s.sha256] = {
+                "name": s.name,
+                "legacy_hash": autov1_of_file(s.path),
+                "sd_merge_recipe": own_recipe,
+            }
+            earlier = _json_or_none(s.reader.metadata.get("sd_merge_models"))
+            if isinstance(earlier, dict):
+                for sha, entry in earlier.items():
+                    models.setdefault(sha, entry)
+        return {
+            "sd_merge_recipe": json.dumps(sd_recipe, sort_keys=True),
+            "sd_merge_models": json.dumps(models, sort_keys=True),
+        }
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def check_cancel(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise MergeCancelled()
+
+    def report(self, done: int, total: int, done_bytes: int, total_bytes: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total, done_bytes, total_bytes)
+
+    def _writer(
+        self, fd: int, specs: list[TensorSpec], meta: dict[str, str], hashed: bool = True
+    ) -> tuple[SafetensorsWriter, FileHasher | None]:
+        if not hashed:
+            return SafetensorsWriter(fd, specs, meta), None
+        hasher = FileHasher() if self.output_hashes else FileHasher(("sha256",))
+        # The executor never reuses memory it has written, so the hasher may
+        # read it later without a copy.
+        try:
+            return SafetensorsWriter(fd, specs, meta, sink=lambda view: hasher.update(view, owned=True)), hasher
+        except BaseException:
+            hasher.close()
+            raise
+
+    # ---- streaming the checkpoint -------------------------------------------------------------
+    def stream(self, plans: list[KeyPlan], fd: int) -> FileHasher:
+        specs = [TensorSpec(p.name, p.dtype, p.shape) for p in plans]
+        writer, hasher = self._writer(fd, specs, self.metadata())
+        assert hasher is not None
+        try:
+            self._stream(plans, writer)
+        except BaseException:
+            hasher.close()
+            raise
+        return hasher
+
+    def _stream(self, plans: list[KeyPlan], writer: SafetensorsWriter) -> None:
+        total_bytes = writer.data_bytes
+        done_bytes = 0
+        reader = _Prefetcher(self, plans)
+        reader.start()
+        try:
+            self.report(0, len(plans), 0, total_bytes)
+            for k, plan in enumerate(plans):
+                self.check_cancel()
+                deltas: dict[int, Tensor] = {}
+                remaining = plan.numel
+                while remaining > 0:
+                    item = reader.next()
+                    if item.key_index != k:
+                        raise MergeError("internal", f"reader out of step at {plan.name}")
+                    try:
+                        if plan.raw_copy:
+                            view = item.raw[id(plan.leaves[0])]
+                            writer.write_bytes(plan.name, memoryview(bytes(view)))
+                        else:
+                            if item.lora_tensors:
+                                self._lora_deltas(plan, item.lora_tensors, deltas)
+                            values: dict[int, Tensor] = {}
+                            result = self._eval(plan.expr, item, values, deltas)
+                            # A fresh tensor (a raw copy of an input never gets here),
+                            # so the hasher may keep reading it after write() returns.
+                            writer.write(plan.name, result.to(torch_dtype(plan.dtype)).cpu())
+                    finally:
+                        reader.release(item)
+                    remaining -= item.count
+                done_bytes += writer.infos[plan.name].nbytes
+                self.report(k + 1, len(plans), done_bytes, total_bytes)
+            writer.close()
+        finally:
+            reader.stop()
+
+    def _lora_deltas(self, plan: KeyPlan, tensors: dict[int, dict[str, dict[str, Tensor]]], deltas: dict[int, Tensor]) -> None:
+        from .lora import lora_key_delta
+
+        for node in plan.loras:
+            modules = self._lora_modules[node.source]
+            d = lora_key_delta(plan.shape, node.targets, modules, tensors[id(node)])
+            deltas[id(node)] = d.reshape(-1).to(self.device)
+
+    def _eval(self, node: Node, item: "_Item", values: dict[int, Tensor], deltas: dict[int, Tensor]) -> Tensor:
+        """Float32 value of ``node`` over the item's slice of the key."""
+        got = values.get(id(node))
+        if got is not None:
+            return got
+        if isinstance(node, Leaf):
+            t = item.tensors[(node.source, node.name)]
+            result = t.to(self.device, non_blocking=True)
+            result = result if result.dtype == torch.float32 else result.float()
+        elif isinstance(node, LoraNode):
+            base = self._eval(node.child, item, values, deltas)
+            delta = deltas[id(node)][item.start : item.start + item.count]
+            result = base + delta * node.strength
+        else:
+            args = [self._eval(c, item, values, deltas) for c in node.children]
+            result = _apply(node, args, item.start)
+        values[id(node)] = result
+        return result
+
+    # ---- entry ---------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        from .lora import LoraFormatError, LoraShapeError
+
+        t0 = time.perf_counter()
+        self.open_inputs()
+        sha256s = self.resolve_sha256s()
+        self.merge_key = merge_key(self.recipe, sha256s, _engine_version())
+        out_dir = os.path.dirname(self.output_path)
+        fd, tmp = _temp_in(out_dir, "." + os.path.basename(self.output_path))
+        self.temp_files.append(tmp)
+        with _deterministic(self.device):
+            try:
+                output_is_lora = OPS[self.recipe.step(self.recipe.output_step).op].output == "lora"
+                lora_out = self.build_lora_steps(fd if output_is_lora else None)
+                if lora_out is not None:
+                    hasher, n_tensors = lora_out
+                else:
+                    plans = self.plan()
+                    hasher = self.stream(plans, fd)
+                    n_tensors = len(plans)
+                if self.fsync:
+                    os.fsync(fd)
+            except (LoraFormatError, LoraShapeError) as e:
+                raise MergeError("lora", str(e)) from None
+            finally:
+                os.close(fd)
+        hashes = hasher.hexdigests()
+        size = os.path.getsize(tmp)
+        os.replace(tmp, self.output_path)
+        self.temp_files.remove(tmp)
+        return RunResult(
+            output_path=self.output_path,
+            sha256=hashes["sha256"] or "",
+            tensors=n_tensors,
+            bytes=size,
+            merge_key=self.merge_key,
+            input_sha256s=sha256s,
+            passthrough_keys=sorted(self.passthrough),
+            hashes=hashes if self.output_hashes else None,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def cleanup(self) -> None:
+        for src in self.sources:
+            src.reader.close()
+        for path in self.temp_files:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+# -- applying a method to one slice ------------------------------------------------------------
+
+# Parameters that may be per block; the rest are plain values.
+_KEYED_PARAMS = {"alpha", "beta", "strength"}
+_KOHYA_SUFFIX = {"down": "lora_down.weight", "up": "lora_up.weight", "alpha": "alpha", "mid": "lora_mid.weight"}
+
+
+def _apply(node: OpNode, args: list[Tensor], start: int) -> Tensor:
+    p = node.params
+    op = node.step.op
+    if op == "weighted_sum":
+        return methods.weighted_sum(args[0], args[1], p["alpha"])
+    if op == "add_difference":
+        return methods.add_difference(args[0], args[1], args[2], p["alpha"])
+    if op == "triple_sum":
+        return methods.triple_sum(args[0], args[1], args[2], p["alpha"], p["beta"])
+    if op == "sum_twice":
+        return methods.sum_twice(args[0], args[1], args[2], p["alpha"], p["beta"])
+    if op == "slerp":
+        return methods.slerp(args[0], args[1], p["alpha"])
+    if op == "task_arithmetic":
+        return methods.task_arithmetic(args[0], args[1:], p["weights"], p["alpha"])
+    if op == "ties":
+        return methods.ties(args[0], args[1:], p["weights"], p["alpha"], p["density"])
+    if op == "dare":
+        return methods.dare(args[0], args[1:], p["weights"], p["alpha"], p["drop_rate"], node.key_seed, offset=start)
+    if op == "model_stock":
+        return methods.model_stock(args[0], args[1:])
+    raise MergeError("internal", f"no per-key method for op {op!r}")
+
+
+# -- the reader thread ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    key_index: int
+    start: int
+    count: int
+    tensors: dict[tuple[int, str], Tensor]
+    raw: dict[int, memoryview]
+    buffers: list[Tensor]
+    nbytes: int
+    lora_tensors: dict[int, dict[str, dict[str, Tensor]]] | None = None
+
+
+class _Budget:
+    """Bounds the bytes of input slices read but not yet computed.
+
+    An item takes all its bytes at once, and is always let through when
+    nothing else is outstanding, so a key larger than the budget still runs
+    (alone) and the reader can never hold part of what the compute waits for.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.cond = threading.Condition()
+
+    def take(self, n: int, stopped: threading.Event) -> bool:
+        with self.cond:
+            while self.used and self.used + n > self.limit:
+                if stopped.is_set():
+                    return False
+                self.cond.wait(0.1)
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
+class _Prefetcher:
+    """Reads the slices of every key, in order, ahead of the compute."""
+
+    def __init__(self, run: _Run, plans: list[KeyPlan]) -> None:
+        self.run = run
+        self.plans = plans
+        self.q: queue.Queue[_Item | BaseException | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.budget = _Budget(_PREFETCH_BUDGET)
+        self.stopped = threading.Event()
+        self.free: dict[int, list[Tensor]] = {}  # reusable slice buffers by size
+        self.free_lock = threading.Lock()
+        self.thread = threading.Thread(target=self._main, name="merge-reader", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def next(self) -> _Item:
+        while True:
+            try:
+                item = self.q.get(timeout=0.5)
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    raise MergeError("internal", "reader thread ended unexpectedly") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                raise MergeError("internal", "reader finished early")
+            return item
+
+    def release(self, item: _Item) -> None:
+        with self.free_lock:
+            for buf in item.buffers:
+                pool = self.free.setdefault(buf.numel(), [])
+                if buf.numel() <= self._slice_bytes and len(pool) < 4 * _QUEUE_DEPTH:
+                    pool.append(buf)
+        item.tensors.clear()
+        item.raw.clear()
+        self.budget.give(item.nbytes)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        # Unblock a reader waiting on a full queue.
+        try:
+            while True:
+                self.q.get_nowait()
+        except queue.Empty:
+            pass
+        self.thread.join(timeout=30)
+
+    @property
+    def _slice_bytes(self) -> int:
+        return self.run.chunk_elems * 8
+
+    def _buffer(self, nbytes: int) -> Tensor:
+        size = self._slice_bytes if nbytes <= self._slice_bytes else nbytes
+        with self.free_lock:
+            pool = self.free.get(size)
+            if pool:
+                return pool.pop()
+        return torch.empty(size, dtype=torch.uint8)
+
+    def _put(self, item: _Item | BaseException | None) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _main(self) -> None:
+        try:
+            for k, plan in enumerate(self.plans):
+                n = plan.numel
+                step = n if plan.whole else self.run.chunk_elems
+                lora_tensors = self._read_loras(plan) if plan.loras else None
+                for start in range(0, n, max(step, 1)):
+                    count = min(step, n - start)
+                    item = self._read(k, plan, start, count)
+                    if item is None:
+                        return
+                    item.lora_tensors = lora_tensors
+                    lora_tensors = None
+                    if not self._put(item):
+                        return
+        except BaseException as e:  # handed to the compute thread
+            self._put(e)
+
+    def _read(self, k: int, plan: KeyPlan, start: int, count: int) -> _Item | None:
+        sizes = [leaf.info.itemsize * count for leaf in plan.leaves]
+        total = sum(sizes)
+        if not self.budget.take(total, self.stopped):
+            return None
+        item = _Item(k, start, count, {}, {}, [], total)
+        for leaf, size in zip(plan.leaves, sizes):
+            buf = self._buffer(size)
+            item.buffers.append(buf)
+            reader = self.run.sources[leaf.source].reader
+            if plan.raw_copy:
+                view = memoryview(buf.numpy()).cast("B")[:size]
+                reader.read_bytes_into(leaf.name, view, start * leaf.info.itemsize, size)
+                item.raw[id(leaf)] = view
+            else:
+                item.tensors[(leaf.source, leaf.name)] = reader.read_into(leaf.name, buf, start, count)
+        return item
+
+    def _read_loras(self, plan: KeyPlan) -> dict[int, dict[str, dict[str, Tensor]]]:
+        out: dict[int, dict[str, dict[str, Tensor]]] = {}
+        for node in plan.loras:
+            reader = self.run.sources[node.source].reader
+            modules = self.run._lora_modules[node.source]
+            out[id(node)] = {
+                t.module_name: {role: reader.read(name) for role, name in modules[t.module_name].keys.items()}
+                for t in node.targets
+            }
+        return out
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+
+def _first_leaf(node: Node) -> Leaf:
+    while not isinstance(node, Leaf):
+        node = node.children[0] if isinstance(node, OpNode) else node.child
+    return node
+
+
+def _arch_message(kind: str, got: str, want: str) -> str:
+    if kind == "checkpoint":
+        return f"is an {got} checkpoint, the recipe is for {want}"
+    return f"is a LoRA for {got}, the recipe is for {want}"
+
+
+def _json_or_none(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _engine_version() -> str:
+    from . import ENGINE_VERSION
+
+    return ENGINE_VERSION
+
+
+def _temp_in(directory: str, prefix: str) -> tuple[int, str]:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(dir=directory or ".", prefix=prefix + ".", suffix=".part")
+    return fd, path
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic CUDA kernels and no TF32 for the run, restored afterwards.
+
+    Only for CUDA: the CPU ops used here are deterministic already, and
+    ``use_deterministic_algorithms`` imports torch's compiler stack (seconds
+    of start-up and a few hundred MB of memory).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    # cuBLAS needs a fixed workspace to be deterministic; set before first use.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
+
+
+def execute(
+    recipe: Recipe | str | bytes | Mapping[str, Any],
+    inputs: Mapping[str, str | os.PathLike[str]],
+    output_path: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+    input_sha256s: Mapping[str, str] | None = None,
+    output_hashes: bool = False,
+    fsync: bool = False,
+    chunk_elems: int = methods.CHUNK,
+) -> RunResult:
+    """Run ``recipe`` on the files in ``inputs`` (name -> path) into ``output_path``.
+
+    ``input_sha256s`` gives already-known input hashes (the hub knows them);
+    inputs without one are hashed first, for the provenance metadata.
+    Raises ``RecipeError`` for a recipe that does not fit its inputs,
+    ``SafetensorsError`` for a bad input file, ``MergeError`` otherwise
+    (``MergeCancelled`` when ``should_cancel`` returned true). Nothing is left
+    at ``output_path`` unless the run succeeded.
+    """
+    r = parse_recipe(recipe)
+    if device != "cpu" and not device.startswith("cuda"):
+        raise MergeError("bad_device", f"unknown device {device!r}; use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MergeError("bad_device", "CUDA was asked for but is not available")
+    out_dir = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(out_dir):
+        raise MergeError("bad_output", f"output directory does not exist: {out_dir}")
+    run = _Run(
+        r,
+        {k: os.fspath(v) for k, v in inputs.items()},
+        os.fspath(output_path),
+        device,
+        progress,
+        should_cancel,
+        input_sha256s or {},
+        output_hashes,
+        fsync,
+        chunk_elems,
+    )
+    try:
+        return run.run()
+    finally:
+        run.cleanup()
+
