@@ -76,9 +76,9 @@ class ModelFilterForm(forms.Form):
     """The listing's search box and filters, read from the query string (GET)."""
 
     query = forms.CharField(required=False, max_length=200, label="Search")
-    type = forms.ChoiceField(required=False, choices=[("", "All types"), *((t, type_label(t)) for t in Model.Type.values)])
+    type = forms.ChoiceField(required=False, choices=[("", "Any"), *((t, type_label(t)) for t in Model.Type.values)])
     base_model = forms.ChoiceField(
-        required=False, label="Base model", choices=[("", "All base models"), *ModelVersion.BaseModel.choices]
+        required=False, label="Base model", choices=[("", "Any"), *ModelVersion.BaseModel.choices]
     )
     tag = forms.CharField(required=False, max_length=64)
     nsfw = forms.BooleanField(required=False, label="Show NSFW")

@@ -102,6 +102,15 @@ def query_with(context, **changes) -> str:
 
 
 @register.filter
+def thousands(value) -> str:
+    """12345 -> "12,345"."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.filter
 def compact_count(value) -> str:
     """1234 -> "1.2K", as download counters on model cards read."""
     try:
