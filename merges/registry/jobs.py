@@ -13,6 +13,7 @@ published at most once however many workers touched it.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -218,6 +219,9 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
     from merges.engine.executor import MergeCancelled
 
     cache = input_cache()
+    # A killed earlier attempt of this job may have left its work folder behind.
+    for leftover in cache.root.glob(f"merge-{job.pk}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     heartbeat = _Heartbeat(job.pk, attempt)
     try:
         with ExitStack() as stack, heartbeat:

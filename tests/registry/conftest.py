@@ -75,19 +75,27 @@ def public_recipe(alice, sd1_inputs):
     )
 
 
-def blob_keys(prefix: str = "") -> list[str]:
-    """Every object key in the blob store under `prefix` (S3 or local)."""
+def blob_objects(prefix: str = "") -> dict[str, int]:
+    """Every object in the blob store under `prefix` (S3 or local), key -> size.
+
+    The store may be shared with other suites running at the same time, so
+    tests look for objects by their own sizes and keys, never at the total.
+    """
     from hub.files.storage import blob_storage
 
     storage = blob_storage()
     if hasattr(storage, "bucket_name"):
         paginator = storage.client.get_paginator("list_objects_v2")
-        keys = []
+        found = {}
         for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
+            found.update({obj["Key"]: obj["Size"] for obj in page.get("Contents", [])})
+        return found
     root = Path(storage.location)
-    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and str(p.relative_to(root)).startswith(prefix)]
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and str(p.relative_to(root)).startswith(prefix)
+    }
 
 
 def put_blob(data: bytes):
