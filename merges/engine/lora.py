@@ -321,7 +321,10 @@ def lora_key_delta(
     ``tensors[module_name]`` maps roles to that module's tensors. Row-block
     targets (``part``) land in their rows; the rest of the tensor is zero.
     """
-    total = torch.zeros(tuple(base_shape), dtype=torch.float32)
+    targets = list(targets)
+    # Work where the factors are (the executor may have them on the GPU).
+    device = next((t.device for tg in targets for t in tensors[tg.module_name].values()), torch.device("cpu"))
+    total = torch.zeros(tuple(base_shape), dtype=torch.float32, device=device)
     for target in targets:
         rows = target.rows(base_shape)
         module = modules[target.module_name]
