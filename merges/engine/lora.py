@@ -46,7 +46,6 @@ LoRA ``up @ down``, LoCon Tucker ``einsum(mid, up, down)``, LoHa
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal

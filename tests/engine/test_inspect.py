@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,6 @@ def test_garbage_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SafetensorsError):
         inspect_file(path)
     zipped = tmp_path / "y.safetensors"
-    import zipfile
-
     with zipfile.ZipFile(zipped, "w") as z:
         z.writestr("readme.txt", "not a model")
     with pytest.raises(SafetensorsError):
