@@ -22,7 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("path", type=Path, help="the folder, e.g. one written by pipe.save_pretrained()")
         parser.add_argument("--owner", required=True, help="username of the model's owner")
         parser.add_argument("--model", required=True, help="model name (created if it does not exist)")
-        parser.add_argument("--version", default="v1.0")
+        # Not --version: Django's BaseCommand already owns that option.
+        parser.add_argument("--version-name", default="v1.0")
         parser.add_argument("--type", default=Model.Type.CHECKPOINT, choices=Model.Type.values)
         parser.add_argument("--base-model", default=ModelVersion.BaseModel.SD_1_5, choices=ModelVersion.BaseModel.values)
         parser.add_argument("--tag", action="append", default=[], dest="tags")
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 path=opts["path"],
                 owner=owner,
                 model_name=opts["model"],
-                version_name=opts["version"],
+                version_name=opts["version_name"],
                 type=opts["type"],
                 base_model=opts["base_model"],
                 tags=opts["tags"],
