@@ -8,6 +8,7 @@ weights counts as that value in every block.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from merges.engine.blocks import BLOCK_NAMES
@@ -162,6 +163,10 @@ def _ref(ref: Any) -> str:
 def _fmt(value: Any) -> str:
     if isinstance(value, dict) and "blocks" in value:
         return f"blocks[{len(value['blocks'])}]"
+    if value is None:
+        return "(none)"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
     return str(value)
 
 

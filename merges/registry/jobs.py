@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -203,7 +203,6 @@ def _preview_hook(model_version_id: int) -> None:
 
 def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
     """Run job `job_id` on this worker (idempotent; see module docstring)."""
-    close_old_connections()
     job = _claim(job_id, worker)
     if job is None:
         return Outcome("skipped", "not claimable (finished, cancelled, running elsewhere or out of attempts)")
