@@ -74,17 +74,17 @@ def test_pages_fit_the_screen_and_fetch_nothing_from_elsewhere(page, live_server
     page.set_viewport_size({"width": width, "height": height})
 
     page.goto("/")
-    _no_horizontal_overflow(page)
     _shoot(page, f"listing-{label}")
+    _no_horizontal_overflow(page)
 
     page.goto(f"/models/{showcase.pk}/{showcase.slug}/")
     page.get_by_text("Hashes").click()
-    _no_horizontal_overflow(page)
     _shoot(page, f"model-{label}")
+    _no_horizontal_overflow(page)
 
     page.goto("/signup/")
-    _no_horizontal_overflow(page)
     _shoot(page, f"signup-{label}")
+    _no_horizontal_overflow(page)
 
     assert not foreign, f"requests to other hosts: {foreign}"
 
@@ -116,3 +116,25 @@ def test_keyboard_users_can_skip_to_content(page, showcase):
     skip = page.get_by_role("link", name="Skip to content")
     assert skip.evaluate("el => el === document.activeElement")
     assert skip.is_visible()
+
+
+@pytest.mark.parametrize("width, height, label", [(1280, 900, "desktop"), (375, 740, "phone")])
+def test_api_key_pages_fit_the_screen(page, live_server, alice, width, height, label):
+    from hub.accounts.services import api_key_create, api_key_revoke
+
+    api_key_revoke(api_key=api_key_create(user=alice, name="old laptop", scopes=["read"]).api_key)
+    api_key_create(user=alice, name="ComfyUI manager", scopes=["read", "download"])
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto("/login/?next=/account/api-keys/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-password-1")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/account/api-keys/")
+    _shoot(page, f"api-keys-{label}")
+    _no_horizontal_overflow(page)
+
+    page.get_by_label("Name").fill("script")
+    page.get_by_role("button", name="Create key").click()
+    assert page.get_by_label("API key").input_value().startswith("mw_")
+    _shoot(page, f"api-key-created-{label}")
+    _no_horizontal_overflow(page)
