@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import recipe_views, views
+from frontend import recipe_views, upload_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -25,4 +25,8 @@ urlpatterns = [
     path("recipes/<int:recipe_id>/fork/", recipe_views.recipe_fork, name="recipe-fork"),
     path("recipes/<int:recipe_id>/run/", recipe_views.recipe_run, name="recipe-run"),
     path("model-versions/<int:version_id>/lineage/", recipe_views.lineage, name="lineage"),
+    path("upload/", upload_views.upload_start, name="upload"),
+    path("upload/preview/", upload_views.markdown_preview, name="upload-markdown-preview"),
+    path("upload/<uuid:upload_id>/", upload_views.upload_detail, name="upload-detail"),
+    path("upload/<uuid:upload_id>/publish/", upload_views.upload_publish, name="upload-publish"),
 ]

@@ -1,0 +1,243 @@
+"""Upload pages: pick or drop a file, watch it go up, then describe and publish it.
+
+The transfer itself is `static/frontend/upload.js` speaking the upload API
+(`hub.uploads.api`) with the session and CSRF token. These views render the
+pages and handle the model/version form; writes go through
+`hub.uploads.services`.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.views.decorators.http import require_http_methods, require_POST
+
+from frontend.markdown import render_markdown
+from frontend.templatetags.mergeworks import type_label
+from hub.catalog.models import Model, ModelVersion
+from hub.catalog.selectors import model_get_for
+from hub.catalog.services import CatalogError, model_version_publish
+from hub.files.images import MAX_IMAGE_BYTES
+from hub.uploads import selectors, services
+from hub.uploads.errors import UploadError
+from hub.uploads.models import Upload
+
+NEW_MODEL = "new"
+COMMERCIAL_USE_LABELS = {
+    Model.CommercialUse.IMAGE: "Sell images they generate",
+    Model.CommercialUse.RENT_CIVIT: "Run it on Mergeworks",
+    Model.CommercialUse.RENT: "Run it on services that generate images for money",
+    Model.CommercialUse.SELL: "Sell this model or merges of it",
+}
+MAX_FORM_IMAGES = 10
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+class MultipleImageInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else ([data] if data else [])
+        if len(files) > MAX_FORM_IMAGES:
+            raise forms.ValidationError(f"Attach at most {MAX_FORM_IMAGES} images at once.")
+        return [super(MultipleImageField, self).clean(f, initial) for f in files]
+
+
+class UploadDetailsForm(forms.Form):
+    """The model and version a verified upload becomes. Prefilled from the file."""
+
+    target = forms.ChoiceField(label="Add this file to")
+    name = forms.CharField(label="Model name", max_length=200, required=False)
+    type = forms.ChoiceField(label="Type", choices=[(v, type_label(v)) for v in Model.Type.values])
+    checkpoint_type = forms.ChoiceField(
+        label="Checkpoint type", required=False,
+        choices=[("", "—")] + [(v, v) for v in Model.CheckpointType.values],
+    )
+    version_name = forms.CharField(label="Version name", max_length=100, initial="v1.0")
+    base_model = forms.ChoiceField(label="Base model", choices=ModelVersion.BaseModel.choices)
+    trained_words = forms.CharField(
+        label="Trigger words", required=False, max_length=2000,
+        help_text="Comma-separated. Suggested from the tags the file was trained on.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    description = forms.CharField(
+        label="Description", required=False, max_length=50_000,
+        help_text="Markdown. Links are kept, HTML and images are removed.",
+        widget=forms.Textarea(attrs={"rows": 8}),
+    )
+    tags = forms.CharField(label="Tags", required=False, max_length=1000, help_text="Comma-separated, e.g. character, anime.")
+    nsfw = forms.BooleanField(label="This model is mostly used for NSFW content", required=False)
+    visibility = forms.ChoiceField(
+        label="Visibility", choices=[
+            (Model.Visibility.PUBLIC, "Public: listed and searchable"),
+            (Model.Visibility.UNLISTED, "Unlisted: anyone with the link"),
+            (Model.Visibility.PRIVATE, "Private: only you"),
+        ],
+    )
+    allow_no_credit = forms.BooleanField(label="Use the model without crediting me", required=False, initial=True)
+    allow_derivatives = forms.BooleanField(label="Share merges that use this model", required=False, initial=True)
+    allow_different_license = forms.BooleanField(
+        label="Use different permissions on merges", required=False, initial=True
+    )
+    allow_commercial_use = forms.MultipleChoiceField(
+        label="Commercial use allowed", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(v, COMMERCIAL_USE_LABELS[v]) for v in Model.CommercialUse.values],
+    )
+    images = MultipleImageField(
+        label="Example images", required=False,
+        help_text=f"PNG, JPEG or WebP, up to {MAX_IMAGE_BYTES // (1024 * 1024)} MB each. "
+        "They are re-encoded; only the generation parameters are kept.",
+        widget=MultipleImageInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+    )
+
+    MODEL_FIELDS = ("name", "type", "checkpoint_type", "description", "tags", "nsfw", "visibility",
+                    "allow_no_credit", "allow_derivatives", "allow_different_license", "allow_commercial_use")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        own = Model.objects.filter(owner=user).order_by("name").values_list("pk", "name")[:500]
+        self.fields["target"].choices = [(NEW_MODEL, "A new model")] + [
+            (str(pk), f"A new version of “{name}”") for pk, name in own
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("target") == NEW_MODEL and not (data.get("name") or "").strip():
+            self.add_error("name", "Give the new model a name.")
+        return data
+
+
+def _initial(upload: Upload) -> dict:
+    s = upload.suggestions or {}
+    return {
+        "target": str(upload.model_id) if upload.model_id else NEW_MODEL,
+        "name": s.get("name") or "",
+        "type": s.get("type") or Model.Type.CHECKPOINT,
+        "checkpoint_type": s.get("checkpoint_type") or "",
+        "base_model": s.get("base_model") or ModelVersion.BaseModel.OTHER,
+        "trained_words": ", ".join(s.get("trained_words") or []),
+        "version_name": "v1.0" if not upload.model_id else "",
+    }
+
+
+def _upload_or_404(request, upload_id) -> Upload:
+    upload = selectors.upload_get_for(request.user, upload_id)
+    if upload is None:
+        raise Http404("No such upload")
+    return upload
+
+
+@login_required
+def upload_start(request):
+    """The drop zone. `?model=<id>` uploads a new version of one of your models."""
+    model = None
+    if request.GET.get("model"):
+        try:
+            model = model_get_for(request.user, int(request.GET["model"]))
+        except ValueError:
+            model = None
+        if model is None:
+            raise Http404("No such model")
+        if model.owner_id != request.user.pk:
+            raise PermissionDenied("You can only upload new versions of your own models.")
+    unfinished = selectors.uploads_for(request.user, status=Upload.Status.RECEIVING)[:20]
+    return render(request, "frontend/upload.html", {
+        "model": model,
+        "unfinished": unfinished,
+        "max_size_label": filesizeformat(settings.MAX_UPLOAD_BYTES),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload_detail(request, upload_id):
+    """Where an upload stands; once verified, the form that turns it into a model version."""
+    upload = _upload_or_404(request, upload_id)
+    form = None
+    if upload.status == Upload.Status.READY:
+        form = UploadDetailsForm(request.POST or None, request.FILES or None, user=request.user,
+                                 initial=_initial(upload))
+        if request.method == "POST" and form.is_valid():
+            response = _save(request, upload, form)
+            if response is not None:
+                return response
+    elif request.method == "POST":
+        messages.error(request, f"This upload is {upload.get_status_display().lower()} and cannot be saved.")
+        return redirect("frontend:upload-detail", upload_id=upload.pk)
+    version = upload.model_file.version if upload.model_file_id else None
+    return render(request, "frontend/upload_detail.html", {
+        "upload": upload,
+        "form": form,
+        "version": version,
+        "parents": selectors.merge_parents(upload, request.user),
+        "polling": upload.status in Upload.ACTIVE,
+    })
+
+
+def _save(request, upload: Upload, form: UploadDetailsForm):
+    data = form.cleaned_data
+    publish = request.POST.get("action") == "publish"
+    model = None
+    if data["target"] != NEW_MODEL:
+        model = model_get_for(request.user, int(data["target"]))
+    try:
+        version = services.upload_version_create(
+            upload=upload, user=request.user, model=model,
+            name=data["name"], type=data["type"], checkpoint_type=data["checkpoint_type"],
+            description=data["description"], tags=_split(data["tags"]), nsfw=data["nsfw"],
+            visibility=data["visibility"], allow_no_credit=data["allow_no_credit"],
+            allow_commercial_use=data["allow_commercial_use"], allow_derivatives=data["allow_derivatives"],
+            allow_different_license=data["allow_different_license"], version_name=data["version_name"],
+            base_model=data["base_model"], trained_words=_split(data["trained_words"]),
+            version_description="" if model is None else data["description"], publish=publish,
+        )
+    except CatalogError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        return None
+    except UploadError as exc:
+        form.add_error(None, exc.message)
+        return None
+    for image in data["images"]:
+        try:
+            services.example_image_add(version=version, user=request.user, f=image, size=image.size)
+        except UploadError as exc:
+            messages.warning(request, f"{image.name}: {exc.message}")
+    if publish:
+        messages.success(request, f"Published {version.model.name} {version.name}.")
+        return redirect("frontend:model", model_id=version.model_id, slug=version.model.slug)
+    messages.success(request, "Saved as a draft. Only you can see it until you publish it.")
+    return redirect("frontend:upload-detail", upload_id=upload.pk)
+
+
+@login_required
+@require_POST
+def upload_publish(request, upload_id):
+    """Publish the draft version an upload became."""
+    upload = _upload_or_404(request, upload_id)
+    if not upload.model_file_id:
+        raise Http404("This upload is not part of a version yet")
+    version = upload.model_file.version
+    if version.status != ModelVersion.Status.PUBLISHED:
+        model_version_publish(version=version)
+        messages.success(request, f"Published {version.model.name} {version.name}.")
+    return redirect("frontend:model", model_id=version.model_id, slug=version.model.slug)
+
+
+@login_required
+@require_POST
+def markdown_preview(request):
+    """The description as the model page will show it (sanitised server-side)."""
+    text = request.POST.get("text", "")[:50_000]
+    response = HttpResponse(render_markdown(text), content_type="text/html; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
