@@ -113,12 +113,6 @@ class ModelDetailView(V1View):
         return Response(model_out(row, sel.models_related(request.user, [row]), download_base(request)))
 
 
-def _version_body(request, version_id: int) -> dict:
-    rows = sel.versions_with_models([version_id])
-    files = sel.files_for_versions([version_id])
-    return version_out(rows[version_id], files.get(version_id, []), download_base(request), with_model=True)
-
-
 class ModelVersionDetailView(V1View):
     @extend_schema(operation_id="model_versions_retrieve", summary="A model version with its files",
                    responses={200: schemas.VersionDetailOut, 404: schemas.ErrorOut, **ERRORS},
@@ -151,10 +145,14 @@ class ModelVersionByHashView(V1View):
     )
     def get(self, request, hash: str):
         normalized = _normalized(hash, "hash")
-        match = sel.files_by_hashes(request.user, [normalized]).get(normalized)
+        lookup = sel.versions_by_hashes(request.user, [normalized])
+        match = lookup.matches.get(normalized)
         if match is None:
             raise NotFound(f"no model version has a file with hash {hash.upper()}")
-        return Response(_version_body(request, match.version_id))
+        vid = match.version_id
+        return Response(
+            version_out(lookup.versions[vid], lookup.files_by_version[vid], download_base(request), with_model=True)
+        )
 
 
 class ModelVersionByHashBulkView(V1View):
@@ -179,13 +177,12 @@ class ModelVersionByHashBulkView(V1View):
         if len(data) > MAX_BULK_HASHES:
             raise ValidationError({"hashes": [f"at most {MAX_BULK_HASHES} hashes per request"]})
         hashes = list(dict.fromkeys(_normalized(h, "hashes") for h in data))
-        matches = sel.files_by_hashes(request.user, hashes)
-        version_ids = list({m.version_id for m in matches.values()})
-        versions = sel.versions_with_models(version_ids)
-        files = sel.files_for_versions(version_ids)
+        lookup = sel.versions_by_hashes(request.user, hashes)
+        matches, versions, files = lookup.matches, lookup.versions, lookup.files_by_version
         latest = sel.latest_published_versions(v["model_id"] for v in versions.values())
         base = download_base(request)
-        bodies = {vid: version_out(row, files.get(vid, []), base, with_model=True) for vid, row in versions.items()}
+        bodies = {m.version_id: version_out(versions[m.version_id], files[m.version_id], base, with_model=True)
+                  for m in matches.values()}
         items = []
         for h in hashes:
             match = matches.get(h)

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from hub.accounts.models import User
+from hub.catalog.api_prepared import PreparedValuesQuery
 from hub.catalog.models import Model, ModelVersion, Tag
 from hub.catalog.selectors import models_visible_to
 from hub.files.models import ModelFile
@@ -81,15 +82,20 @@ def _is_authenticated(user) -> bool:
     return user is not None and user.is_authenticated
 
 
-def _version_visible_q(user, *, prefix: str = "") -> Q:
+def version_visible_q(user, *, prefix: str = "") -> Q:
     """Versions a viewer may see: published ones of a reachable model, or anything they own."""
+    return version_visible_q_for(user.pk if _is_authenticated(user) else None, prefix=prefix)
+
+
+def version_visible_q_for(viewer_id: int | None, *, prefix: str = "") -> Q:
+    """`version_visible_q` for a viewer given by id (None: anonymous). Same rule as `version_get_for`."""
     reachable = (
         Q(**{f"{prefix}status": ModelVersion.Status.PUBLISHED})
         & Q(**{f"{prefix}model__status__in": [Model.Status.PUBLISHED, Model.Status.ARCHIVED]})
         & ~Q(**{f"{prefix}model__visibility": Model.Visibility.PRIVATE})
     )
-    if _is_authenticated(user):
-        reachable |= Q(**{f"{prefix}model__owner_id": user.pk})
+    if viewer_id is not None:
+        reachable |= Q(**{f"{prefix}model__owner_id": viewer_id})
     return reachable
 
 
@@ -204,7 +210,7 @@ def model_row(model: Model) -> Row:
 
 
 def version_row_with_model(version: ModelVersion) -> Row:
-    """What `versions_with_models` returns, for a version loaded with its model and owner."""
+    """A version row with the model__* fields `version_out(with_model=True)` reads, from loaded instances."""
     row = {name: getattr(version, name) for name in VERSION_FIELDS}
     model = version.model
     row.update({
@@ -237,48 +243,102 @@ class HashMatch:
     version_id: int
 
 
-def files_by_hashes(user, hashes: list[str]) -> dict[str, HashMatch]:
-    """The file each (normalised) hash names among versions visible to `user`: one query.
+@dataclass
+class HashLookup:
+    matches: dict[str, HashMatch]
+    versions: dict[int, Row]  # version rows with the model__* fields `version_out(with_model=True)` reads
+    files_by_version: dict[int, list[Row]]
 
-    A hash may name several files (identical uploads share a blob); the
-    strongest hash kind wins, then the oldest file, which is the original upload.
-    """
-    if not hashes:
-        return {}
-    by_column: dict[str, list[str]] = defaultdict(list)
-    for h in hashes:
-        for column in HASH_COLUMNS_BY_LENGTH[len(h)]:
-            by_column[column].append(h)
+
+_MODEL_CONTEXT = ("model__name", "model__type", "model__nsfw", "model__status", "model__visibility",
+                  "model__owner__username")
+_FILE_CONTEXT = tuple(f"version__{name}" for name in VERSION_FIELDS if name != "id") + tuple(
+    f"version__{name}" for name in _MODEL_CONTEXT
+)
+
+
+def _hash_match_q(columns_and_values: dict[str, list[str]]) -> Q:
     match = Q()
-    for column, values in by_column.items():
+    for column, values in columns_and_values.items():
         match |= Q(**{f"{column}__in": values})
-    wanted = set(hashes)
-    rows = (
-        ModelFile.objects.filter(match)
-        .filter(_version_visible_q(user, prefix="version__"))
-        .order_by("id")
-        .values("id", "version_id", *HASH_PRIORITY)
+    return match
+
+
+def _files_of_matching_versions(match: Q, viewer_id: int | None) -> QuerySet[ModelFile]:
+    """Every file of every version visible to the viewer that holds a file matching `match`."""
+    return (
+        ModelFile.objects.filter(version_id__in=ModelFile.objects.filter(match).values("version_id"))
+        .filter(version_visible_q_for(viewer_id, prefix="version__"))
+        .order_by("version_id", "-primary", "id")
+        .values(*FILE_FIELDS, *_FILE_CONTEXT)
     )
-    found: dict[str, HashMatch] = {}
-    rank: dict[str, int] = {}
+
+
+def _single_hash_query(length: int, authenticated: bool) -> PreparedValuesQuery:
+    columns = HASH_COLUMNS_BY_LENGTH[length]
+    if authenticated:
+        return PreparedValuesQuery(
+            f"mw_by_hash_{length}_viewer",
+            lambda h, viewer_id: _files_of_matching_versions(_hash_match_q({c: [h] for c in columns}), viewer_id),
+            (str, int), json_fields=("version__trained_words",),
+        )
+    return PreparedValuesQuery(
+        f"mw_by_hash_{length}_anonymous",
+        lambda h: _files_of_matching_versions(_hash_match_q({c: [h] for c in columns}), None),
+        (str,), json_fields=("version__trained_words",),
+    )
+
+
+# The single-hash GET is the hot path (web UI extensions look up every local
+# file): one prepared statement per hash length and viewer kind.
+_SINGLE_HASH_QUERIES = {
+    (length, authenticated): _single_hash_query(length, authenticated)
+    for length in HASH_COLUMNS_BY_LENGTH
+    for authenticated in (False, True)
+}
+
+
+def versions_by_hashes(user, hashes: list[str]) -> HashLookup:
+    """The version each (normalised) hash names among those visible to `user`, with all their files.
+
+    One query: every file of every visible version holding a matching file,
+    joined with its version and model. A hash may name several files
+    (identical uploads share a blob); the strongest hash kind wins, then the
+    oldest file, which is the original upload.
+    """
+    lookup = HashLookup(matches={}, versions={}, files_by_version=defaultdict(list))
+    if not hashes:
+        return lookup
+    if len(hashes) == 1:
+        h = hashes[0]
+        if _is_authenticated(user):
+            rows: Iterable[Row] = _SINGLE_HASH_QUERIES[(len(h), True)].rows(h, user.pk)
+        else:
+            rows = _SINGLE_HASH_QUERIES[(len(h), False)].rows(h)
+    else:
+        by_column: dict[str, list[str]] = defaultdict(list)
+        for h in hashes:
+            for column in HASH_COLUMNS_BY_LENGTH[len(h)]:
+                by_column[column].append(h)
+        rows = _files_of_matching_versions(
+            _hash_match_q(by_column), user.pk if _is_authenticated(user) else None
+        )
+    wanted = set(hashes)
+    rank: dict[str, tuple[int, int]] = {}
     for row in rows:
+        version_id = row["version_id"]
+        if version_id not in lookup.versions:
+            version = {"id": version_id}
+            for name in _FILE_CONTEXT:
+                version[name[len("version__"):]] = row[name]
+            lookup.versions[version_id] = version
+        lookup.files_by_version[version_id].append(row)
         for priority, column in enumerate(HASH_PRIORITY):
             value = row[column]
-            if value in wanted and priority < rank.get(value, len(HASH_PRIORITY)):
-                rank[value] = priority
-                found[value] = HashMatch(hash=value, kind=column, file_id=row["id"], version_id=row["version_id"])
-    return found
-
-
-def versions_with_models(version_ids: list[int]) -> dict[int, Row]:
-    """Version rows plus the few model fields the version shape embeds: one query."""
-    if not version_ids:
-        return {}
-    rows = ModelVersion.objects.filter(id__in=version_ids).values(
-        *VERSION_FIELDS,
-        "model__name", "model__type", "model__nsfw", "model__status", "model__visibility", "model__owner__username",
-    )
-    return {row["id"]: row for row in rows}
+            if value in wanted and (priority, row["id"]) < rank.get(value, (len(HASH_PRIORITY), 0)):
+                rank[value] = (priority, row["id"])
+                lookup.matches[value] = HashMatch(hash=value, kind=column, file_id=row["id"], version_id=version_id)
+    return lookup
 
 
 def latest_published_versions(model_ids: Iterable[int]) -> dict[int, Row]:

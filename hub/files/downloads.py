@@ -32,8 +32,9 @@ from django.utils.http import content_disposition_header
 from rest_framework.throttling import BaseThrottle
 
 from hub.api.errors import json_error
-from hub.catalog.models import Download, Model, ModelVersion
-from hub.catalog.selectors import version_get_for
+from hub.catalog.api_prepared import PreparedValuesQuery
+from hub.catalog.api_selectors import version_visible_q_for
+from hub.catalog.models import Download, Model
 from hub.files.models import ModelFile
 from hub.files.storage import blob_storage
 
@@ -62,10 +63,58 @@ class DownloadError(Exception):
 
 # --- which file ---------------------------------------------------------------
 
+_CANDIDATE_FILE_FIELDS = (
+    "id", "version_id", "name", "storage_key", "size_bytes", "format", "precision", "primary", "sha256",
+    "pickle_scan_status", "created_at",
+)
+
+
+def _candidates_qs(version_id: int, viewer_id: int | None):
+    return (
+        ModelFile.objects.filter(version_id=version_id)
+        .filter(version_visible_q_for(viewer_id, prefix="version__"))
+        .order_by("-primary", "id")
+        .values(*_CANDIDATE_FILE_FIELDS, "version__model__status", "version__model__owner_id")
+    )
+
+
+# Every download starts here, so it runs as a prepared statement (see api_prepared).
+_CANDIDATES_ANONYMOUS = PreparedValuesQuery(
+    "mw_download_files_anonymous", lambda version_id: _candidates_qs(version_id, None), (int,)
+)
+_CANDIDATES_VIEWER = PreparedValuesQuery(
+    "mw_download_files_viewer", lambda version_id, viewer_id: _candidates_qs(version_id, viewer_id), (int, int)
+)
+
+
+@dataclass
+class VersionFiles:
+    files: list[ModelFile]  # primary first
+    model_status: str
+    model_owner_id: int
+
+
+def download_candidates(user, version_id: int) -> VersionFiles | None:
+    """The files of `version_id` if the version is visible to `user` (the rule of `version_get_for`).
+
+    One query. None means the version does not exist, is not visible, or has
+    no file, all of which a downloader sees as 404.
+    """
+    if user is not None and user.is_authenticated:
+        rows = _CANDIDATES_VIEWER.rows(version_id, user.pk)
+    else:
+        rows = _CANDIDATES_ANONYMOUS.rows(version_id)
+    if not rows:
+        return None
+    files = [ModelFile(**{name: row[name] for name in _CANDIDATE_FILE_FIELDS}) for row in rows]
+    return VersionFiles(files=files, model_status=rows[0]["version__model__status"],
+                        model_owner_id=rows[0]["version__model__owner_id"])
+
+
 def download_file_select(
-    version: ModelVersion, *, file_id: int | None = None, format: str | None = None, fp: str | None = None
+    files: list[ModelFile], *, file_id: int | None = None, format: str | None = None, fp: str | None = None
 ) -> ModelFile:
-    """Pick the file a download request means.
+    """Pick the file a download request means among a version's files (primary first).
 
     `fileId` names one file of the version. Otherwise `format` and `fp` are
     filters (case-insensitive, Civitai's values: SafeTensor/PickleTensor,
@@ -73,20 +122,19 @@ def download_file_select(
     file would be worse than a clear 404. Among the matches the primary file
     wins, then the oldest.
     """
-    files = list(version.files.all())  # Meta.ordering: primary first, then id
+    version_id = files[0].version_id
     if file_id is not None:
         for f in files:
             if f.id == file_id:
                 return f
-        raise DownloadError(404, "file_not_found", f"version {version.id} has no file {file_id}")
+        raise DownloadError(404, "file_not_found", f"version {version_id} has no file {file_id}")
     if format:
         files = [f for f in files if f.format.lower() == format.lower()]
     if fp:
         files = [f for f in files if f.precision.lower() == fp.lower()]
     if not files:
         wanted = ", ".join(f"{k}={v}" for k, v in (("format", format), ("fp", fp)) if v)
-        message = f"version {version.id} has no file matching {wanted}" if wanted else f"version {version.id} has no files"
-        raise DownloadError(404, "file_not_found", message)
+        raise DownloadError(404, "file_not_found", f"version {version_id} has no file matching {wanted}")
     return files[0]
 
 
@@ -119,9 +167,10 @@ def _client_ident(request: HttpRequest) -> str:
 def download_rate_limit(request: HttpRequest, *, scope: str = "download") -> None:
     """Fixed-window limit per user (or per IP when anonymous); raises a 429.
 
-    One Redis round trip per request: the window number is part of the key,
-    so INCR plus a fresh EXPIRE in a pipeline is enough and old windows expire
-    on their own. Without Redis (embedded mode) the Django cache does it.
+    One Redis command per request: the window number is part of the key, so
+    INCR is enough and only the first request of a window sets the expiry (a
+    key left without one by a crash mid-way is a few bytes for a window that
+    is over anyway). Without Redis (embedded mode) the Django cache does it.
     """
     limit = settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE
     if limit <= 0:
@@ -131,10 +180,9 @@ def download_rate_limit(request: HttpRequest, *, scope: str = "download") -> Non
     key = f"mw:rl:{scope}:{_client_ident(request)}:{window}"
     client = _redis_client()
     if client is not None:
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, RATE_WINDOW_SECONDS + 5)
-        count = pipe.execute()[0]
+        count = client.incr(key)
+        if count == 1:
+            client.expire(key, RATE_WINDOW_SECONDS + 5)
     else:
         cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
         try:
@@ -361,17 +409,17 @@ def download_serve(
         raise DownloadError(403, "permission_denied", "this API key lacks the 'download' scope")
     download_rate_limit(request)
 
-    version = version_get_for(user, version_id)
-    if version is None:
+    candidates = download_candidates(user, version_id)
+    if candidates is None:
         raise DownloadError(404, "not_found", f"model version {version_id} not found")
-    is_owner = user.is_authenticated and version.model.owner_id == user.pk
-    if version.model.status == Model.Status.ARCHIVED and not is_owner:
+    is_owner = user.is_authenticated and candidates.model_owner_id == user.pk
+    if candidates.model_status == Model.Status.ARCHIVED and not is_owner:
         raise DownloadError(410, "archived", "this model has been archived and its files are no longer served")
-    model_file = download_file_select(version, file_id=file_id, format=format, fp=fp)
+    model_file = download_file_select(candidates.files, file_id=file_id, format=format, fp=fp)
     if model_file.pickle_scan_status == ModelFile.ScanStatus.DANGER and not is_owner:
         raise DownloadError(403, "unsafe_file", "this file failed the pickle scan and is not served")
 
     response = file_download_response(request, model_file)
     if response.status_code in (200, 206, 302) and is_fresh_download(request):
-        download_count(version_id=version.id, file_id=model_file.id, user=user)
+        download_count(version_id=version_id, file_id=model_file.id, user=user)
     return response
