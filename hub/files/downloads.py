@@ -14,13 +14,14 @@ as a model file.
 from __future__ import annotations
 
 import logging
+from functools import partial
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -421,5 +422,27 @@ def download_serve(
 
     response = file_download_response(request, model_file)
     if response.status_code in (200, 206, 302) and is_fresh_download(request):
-        download_count(version_id=version_id, file_id=model_file.id, user=user)
+        count = partial(download_count, version_id=version_id, file_id=model_file.id, user=user)
+        run_when_closed(response, count)
     return response
+
+
+def run_when_closed(response: HttpResponseBase, fn: Callable[[], None]) -> None:
+    """Run `fn` once the server has sent `response` (WSGI servers call close() after the last byte).
+
+    Counting a download is bookkeeping the client need not wait for: the
+    redirect or the file goes out first, and a streamed file is counted once
+    it has been served (or abandoned). `fn` runs before Django's own close,
+    which fires request_finished and may close the database connection.
+    """
+    django_close = response.close
+
+    def close() -> None:
+        try:
+            fn()
+        except Exception:  # the response is already out; never fail its close
+            logger.exception("post-response task failed")
+        finally:
+            django_close()
+
+    response.close = close

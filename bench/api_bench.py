@@ -1,0 +1,344 @@
+"""REST API v1 performance check (issue 2, Performance). Not a test: it prints figures and ratios.
+
+    .venv/bin/python bench/api_bench.py [--runs 40] [--reseed] [--no-live]
+
+Seeds 10,000 models, 30,000 versions and 30,000 files into its own PostgreSQL
+database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/mw_bench;
+created and migrated if missing, seeded once), then measures twice: in process
+through Django's test Client, and over HTTP against a live gunicorn (what a
+client sees). Samples are taken in rotation so both sides of a ratio see the
+same machine load.
+
+- SQL queries for the models list at limit 10/50/100 (target: at most 6, constant);
+- the list's median latency at limit 100 against a floor measured in the same
+  run: one SQL query fetching the same rows (the page's models with owner,
+  versions and files, joined) plus json.dumps of them (target ratio <= 4);
+- by-hash lookup and download redirect median latency against /api/v1/health
+  (target ratio <= 2 each). The download goes through the S3 backend's presigned
+  redirect (signing needs no S3 server) and the Redis rate limiter when REDIS_URL is set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_bench")
+os.environ.setdefault("S3_BUCKET", "mergeworks-bench")
+os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
+os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "bench"))
+# Every request is measured, none refused: the limiter still runs (one Redis round trip).
+os.environ.setdefault("DOWNLOAD_RATE_LIMIT_PER_MINUTE", str(10**9))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+N_MODELS = 10_000
+VERSIONS_PER_MODEL = 3
+N_USERS = 200
+TAGS = ["anime", "photorealistic", "style", "character", "landscape", "concept", "celebrity", "clothing",
+        "background", "base model", "merge", "lora", "sdxl", "pony", "flux", "portrait"]
+
+
+def ensure_database(url: str) -> None:
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    admin = psycopg.connect(
+        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres",
+        password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True,
+    )
+    with admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+
+
+def seed(reseed: bool) -> None:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from hub.accounts.models import User
+    from hub.catalog.models import Download, Model, ModelVersion, Tag
+    from hub.files.models import ModelFile
+    from hub.files.storage import blob_key
+
+    if reseed:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE files_modelfile, catalog_download, catalog_modelversion, catalog_model_tags, "
+                "catalog_model, catalog_tag, accounts_apikey, accounts_user RESTART IDENTITY CASCADE"
+            )
+    if Model.objects.count() >= N_MODELS:
+        return
+    started = time.perf_counter()
+    rng = random.Random(2)
+    now = timezone.now()
+    types = [t for t in Model.Type.values]
+    bases = [b for b in ModelVersion.BaseModel.values]
+    with transaction.atomic():
+        users = User.objects.bulk_create(
+            [User(username=f"creator{i:03d}", email=f"c{i}@example.com", password="!") for i in range(N_USERS)]
+        )
+        tags = Tag.objects.bulk_create([Tag(name=t) for t in TAGS])
+        models = Model.objects.bulk_create(
+            [
+                Model(
+                    owner=users[i % N_USERS], name=f"Model {i}", slug=f"model-{i}", type=rng.choice(types),
+                    description=f"Seeded model number {i}. " * 3, nsfw=rng.random() < 0.2,
+                    visibility=Model.Visibility.PUBLIC if rng.random() < 0.95 else Model.Visibility.PRIVATE,
+                    status=Model.Status.PUBLISHED, download_count=rng.randint(0, 100_000),
+                    published_at=now - timezone.timedelta(minutes=N_MODELS - i), allow_commercial_use=["Image"],
+                )
+                for i in range(N_MODELS)
+            ],
+            batch_size=2000,
+        )
+        through = Model.tags.through
+        through.objects.bulk_create(
+            [through(model_id=m.id, tag_id=t.id) for m in models for t in rng.sample(tags, 3)], batch_size=5000
+        )
+        versions = ModelVersion.objects.bulk_create(
+            [
+                ModelVersion(
+                    model=m, name=f"v{j + 1}", base_model=rng.choice(bases), trained_words=[f"word{j}"],
+                    status=ModelVersion.Status.PUBLISHED, download_count=rng.randint(0, 30_000),
+                    published_at=m.published_at + timezone.timedelta(seconds=j),
+                )
+                for m in models
+                for j in range(VERSIONS_PER_MODEL)
+            ],
+            batch_size=2000,
+        )
+        files = []
+        for v in versions:
+            sha = "%064x" % rng.getrandbits(256)
+            files.append(
+                ModelFile(
+                    version=v, name=f"{v.model.slug}-{v.name}.safetensors", storage_key=blob_key(sha),
+                    size_bytes=rng.randint(10, 7000) * 1024 * 1024, format=ModelFile.Format.SAFETENSOR,
+                    precision="fp16", primary=True, sha256=sha, autov1=sha[5:13], autov2=sha[:10],
+                    autov3="%064x" % rng.getrandbits(256), crc32="%08x" % rng.getrandbits(32),
+                    blake3="%064x" % rng.getrandbits(256), pickle_scan_status=ModelFile.ScanStatus.SUCCESS,
+                )
+            )
+        ModelFile.objects.bulk_create(files, batch_size=2000)
+        Download.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"seeded {N_MODELS} models, {len(versions)} versions, {len(files)} files "
+          f"in {time.perf_counter() - started:.1f}s")
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 5) -> dict[str, float]:
+    """Median wall time (ms) of each callable, sampled in rotation.
+
+    Rotating A, B, C, A, B, C… exposes every measurement to the same moments
+    of machine load, so ratios stay meaningful on a busy host.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+class LiveServer:
+    """gunicorn (one gthread worker, keep-alive) on a free port, with this process's environment."""
+
+    def __init__(self):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.proc = None
+
+    def __enter__(self) -> "LiveServer":
+        import http.client
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "-b", f"127.0.0.1:{self.port}",
+             "--worker-class", "gthread", "--workers", "1", "--threads", "1", "--keep-alive", "30",
+             "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/api/v1/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit("gunicorn did not start")
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        return self
+
+    def get(self, path: str, expect: int = 200) -> bytes:
+        self.conn.request("GET", path)
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != expect:
+            raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
+        return body
+
+    def __exit__(self, *exc) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def verdict(ratio: float, limit: float) -> str:
+    return "OK" if ratio <= limit else "FAIL"
+
+
+FLOOR_SQL = """
+WITH page AS (
+    SELECT m.* FROM catalog_model m
+    WHERE m.status = 'published' AND m.visibility = 'public'
+    ORDER BY m.published_at DESC, m.id DESC
+    LIMIT %s
+)
+SELECT page.id, page.name, page.description, page.type, page.checkpoint_type, page.nsfw, page.allow_no_credit,
+       page.allow_commercial_use, page.allow_derivatives, page.allow_different_license, page.visibility,
+       page.status, page.download_count, page.created_at, page.updated_at, page.published_at, u.username,
+       v.id, v.name, v.description, v.base_model, v.trained_words, v.status, v.published_at, v.download_count,
+       v.created_at, v.updated_at,
+       f.id, f.name, f.size_bytes, f.format, f.precision, f."primary", f.sha256, f.autov1, f.autov2, f.autov3,
+       f.crc32, f.blake3, f.pickle_scan_status, f.pickle_scan_message, f.virus_scan_status
+FROM page
+JOIN accounts_user u ON u.id = page.owner_id
+LEFT JOIN catalog_modelversion v ON v.model_id = page.id AND v.status = 'published'
+LEFT JOIN files_modelfile f ON f.version_id = v.id
+ORDER BY page.published_at DESC, page.id DESC, v.created_at DESC, v.id DESC, f."primary" DESC, f.id
+"""
+
+
+def floor_once(limit: int) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(FLOOR_SQL, [limit])
+        columns = [c.name for c in cursor.description]
+        rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    return len(json.dumps(rows, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40, help="timed runs per list measurement (small requests x10)")
+    parser.add_argument("--reseed", action="store_true", help="truncate and seed again")
+    parser.add_argument("--no-live", action="store_true", help="skip the live gunicorn measurement")
+    args = parser.parse_args()
+
+    ensure_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, setup_test_environment
+
+    setup_test_environment()  # lets the test Client run against this database
+    settings.ALLOWED_HOSTS = ["*"]
+    call_command("migrate", verbosity=0)
+    seed(args.reseed)
+
+    from hub.catalog.models import Download
+    from hub.files.models import ModelFile
+    from hub.files.storage import blob_storage
+
+    print(f"database {connection.settings_dict['NAME']} | storage {type(blob_storage()).__name__} | "
+          f"rate limiter {'redis' if settings.REDIS_URL else 'django cache'}")
+    client = Client()
+
+    def get(url: str, expect: int = 200):
+        response = client.get(url)
+        if response.status_code != expect:
+            raise SystemExit(f"{url} answered {response.status_code}: {response.content[:300]!r}")
+        return response
+
+    print("\n== models list: SQL queries per page (target <= 6, constant) ==")
+    counts = {}
+    for limit in (10, 50, 100):
+        with CaptureQueriesContext(connection) as ctx:
+            body = get(f"/api/v1/models?limit={limit}").json()
+        counts[limit] = len(ctx.captured_queries)
+        n_versions = sum(len(m["modelVersions"]) for m in body["items"])
+        n_files = sum(len(v["files"]) for m in body["items"] for v in m["modelVersions"])
+        print(f"limit={limit:<3}  queries={counts[limit]}  models={len(body['items'])}  versions={n_versions}  "
+              f"files={n_files}")
+    constant = len(set(counts.values())) == 1
+    print(f"-> max {max(counts.values())} queries, constant: {constant}  "
+          f"[{'OK' if constant and max(counts.values()) <= 6 else 'FAIL'}]")
+
+    rng = random.Random(5)
+    cursor_page2 = get("/api/v1/models?limit=100&sort=Most%20Downloaded").json()["metadata"]["nextCursor"]
+    public_files = list(
+        ModelFile.objects.filter(version__model__visibility="public", version__model__status="published")
+        .values_list("version_id", "sha256", "autov2", "crc32", "blake3")[:2000]
+    )
+
+    def some_hash() -> str:
+        _vid, sha, autov2, crc32, blake3 = rng.choice(public_files)
+        return rng.choice([sha.upper(), autov2, blake3, sha])
+
+    def some_version() -> int:
+        return rng.choice(public_files)[0]
+
+    def report(where: str, fetch) -> None:
+        print(f"\n== [{where}] models list latency at limit=100 vs floor (target ratio <= 4) ==")
+        m = interleaved_medians({
+            "floor": lambda: floor_once(100),
+            "list": lambda: fetch("/api/v1/models?limit=100"),
+            "list2": lambda: fetch(f"/api/v1/models?limit=100&sort=Most%20Downloaded&cursor={cursor_page2}"),
+        }, args.runs)
+        print(f"floor (1 SQL query + json.dumps)        median {m['floor']:7.2f} ms")
+        print(f"GET /api/v1/models?limit=100            median {m['list']:7.2f} ms   ratio {m['list'] / m['floor']:.2f}"
+              f"  [{verdict(m['list'] / m['floor'], 4)}]")
+        print(f"  page 2 of Most Downloaded (cursor)    median {m['list2']:7.2f} ms   ratio {m['list2'] / m['floor']:.2f}")
+
+        print(f"\n== [{where}] by-hash and download redirect vs /api/v1/health (target ratio <= 2) ==")
+        m = interleaved_medians({
+            "health": lambda: fetch("/api/v1/health"),
+            "by_hash": lambda: fetch(f"/api/v1/model-versions/by-hash/{some_hash()}"),
+            "download": lambda: fetch(f"/api/download/models/{some_version()}", expect=302),
+        }, args.runs * 10)
+        print(f"GET /api/v1/health                          median {m['health']:6.2f} ms")
+        for label, key in (("GET /api/v1/model-versions/by-hash/{hash}", "by_hash"),
+                           ("GET /api/download/models/{id} (302)", "download")):
+            r = m[key] / m["health"]
+            print(f"{label:<43} median {m[key]:6.2f} ms   ratio {r:.2f}  [{verdict(r, 2)}]")
+
+    report("in process, Django test Client", get)
+    if not args.no_live:
+        with LiveServer() as server:
+            report("live gunicorn over HTTP keep-alive", server.get)
+    print(f"\nDownload rows recorded so far: {Download.objects.count()} (folded by downloads_rollup)")
+
+
+if __name__ == "__main__":
+    main()
