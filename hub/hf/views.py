@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from hub.accounts.services import InvalidApiKey, api_key_authenticate
+from hub.accounts.services import KEY_PREFIX, InvalidApiKey, api_key_authenticate
 from hub.catalog.models import Model, ModelVersion
 from hub.files.downloads import (
     DownloadError,
@@ -82,10 +82,12 @@ class Caller:
 def _caller(request: HttpRequest, *, scope: str, allow_session: bool = True) -> Caller:
     """Bearer API key, else the website session, else anonymous."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HfError(401, INVALID_CREDENTIALS)
+    scheme, _, token = header.partition(" ")
+    # huggingface_hub sends whatever Hugging Face token its user is logged in
+    # with to HF_ENDPOINT too; such a token is not ours to judge, so it counts
+    # as no token and public repos stay downloadable. Only a Mergeworks key
+    # that fails is an error.
+    if header and scheme.lower() == "bearer" and token.strip().startswith(KEY_PREFIX):
         try:
             key = api_key_authenticate(token.strip())
         except InvalidApiKey:

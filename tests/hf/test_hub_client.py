@@ -199,6 +199,18 @@ def test_missing_repo_file_and_revision_errors(alice, hub_url, tmp_path):
     assert errors.json() == {"error": "Repository not found"}
 
 
+def test_a_hugging_face_token_counts_as_no_token(alice, hub_url, tmp_path):
+    # Users logged in to huggingface.co send that token to HF_ENDPOINT as well.
+    data = tiny_safetensors_bytes(5)
+    make_published_model(alice, "Open", data=data)
+    make_published_model(alice, "Closed", visibility="private")
+    path = hf_hub_download("alice/open", "open.safetensors", endpoint=hub_url, cache_dir=tmp_path, token="hf_notours")
+    assert Path(path).read_bytes() == data
+    with pytest.raises(RepositoryNotFoundError) as hidden:
+        HfApi(endpoint=hub_url, token="hf_notours").model_info("alice/closed")
+    assert hidden.value.response.status_code == 401
+
+
 def test_drafts_are_hidden_from_others_and_reachable_by_owner(alice, bob, hub_url, api_key_for):
     make_published_model(alice, "Unreleased", publish=False)
     bob_api = HfApi(endpoint=hub_url, token=api_key_for(bob))
