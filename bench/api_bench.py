@@ -220,13 +220,19 @@ WITH page AS (
     ORDER BY m.published_at DESC, m.id DESC
     LIMIT %s
 )
-SELECT page.id, page.name, page.description, page.type, page.checkpoint_type, page.nsfw, page.allow_no_credit,
-       page.allow_commercial_use, page.allow_derivatives, page.allow_different_license, page.visibility,
-       page.status, page.download_count, page.created_at, page.updated_at, page.published_at, u.username,
-       v.id, v.name, v.description, v.base_model, v.trained_words, v.status, v.published_at, v.download_count,
-       v.created_at, v.updated_at,
-       f.id, f.name, f.size_bytes, f.format, f.precision, f."primary", f.sha256, f.autov1, f.autov2, f.autov3,
-       f.crc32, f.blake3, f.pickle_scan_status, f.pickle_scan_message, f.virus_scan_status
+SELECT page.id AS m_id, page.name AS m_name, page.description AS m_description, page.type AS m_type,
+       page.checkpoint_type AS m_checkpoint_type, page.nsfw AS m_nsfw, page.allow_no_credit AS m_allow_no_credit,
+       page.allow_commercial_use AS m_allow_commercial_use, page.allow_derivatives AS m_allow_derivatives,
+       page.allow_different_license AS m_allow_different_license, page.visibility AS m_visibility,
+       page.status AS m_status, page.download_count AS m_download_count, page.created_at AS m_created_at,
+       page.updated_at AS m_updated_at, page.published_at AS m_published_at, u.username AS m_username,
+       v.id AS v_id, v.name AS v_name, v.description AS v_description, v.base_model AS v_base_model,
+       v.trained_words AS v_trained_words, v.status AS v_status, v.published_at AS v_published_at,
+       v.download_count AS v_download_count, v.created_at AS v_created_at, v.updated_at AS v_updated_at,
+       f.id AS f_id, f.name AS f_name, f.size_bytes AS f_size_bytes, f.format AS f_format, f.precision AS f_precision,
+       f."primary" AS f_primary, f.sha256 AS f_sha256, f.autov1 AS f_autov1, f.autov2 AS f_autov2,
+       f.autov3 AS f_autov3, f.crc32 AS f_crc32, f.blake3 AS f_blake3, f.pickle_scan_status AS f_pickle_scan_status,
+       f.pickle_scan_message AS f_pickle_scan_message, f.virus_scan_status AS f_virus_scan_status
 FROM page
 JOIN accounts_user u ON u.id = page.owner_id
 LEFT JOIN catalog_modelversion v ON v.model_id = page.id AND v.status = 'published'
