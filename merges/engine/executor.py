@@ -29,7 +29,9 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from torch import Tensor
 from . import methods
 from .blocks import block_index
 from .hashing import FileHasher, autov1_of_file, hash_file
-from .recipe import OPS, Recipe, RecipeError, Step, canonical_dumps, merge_key, parse_recipe
+from .recipe import OPS, Recipe, RecipeError, Step, canonical_dumps, merge_key, parse_recipe, resolve_inputs
 from .safetensors_io import (
     SafetensorsError,
     SafetensorsReader,
@@ -176,6 +178,7 @@ class _Run:
         output_hashes: bool,
         fsync: bool,
         chunk_elems: int,
+        threads: int,
     ) -> None:
         self.recipe = recipe
         self.paths = dict(paths)
@@ -187,6 +190,7 @@ class _Run:
         self.output_hashes = output_hashes
         self.fsync = fsync
         self.chunk_elems = chunk_elems
+        self.threads = threads
         self.sources: list[_Source] = []
         self.by_name: dict[str, int] = {}  # input name / step id -> source index
         self.temp_files: list[str] = []
@@ -194,6 +198,7 @@ class _Run:
         self.arch = recipe.architecture
         self._lora_modules: dict[int, Any] = {}  # source index -> parsed LoRA modules
         self.merge_key: str | None = None
+        self.all_sha256s: dict[str, str] = {}
 
     # ---- setup --------------------------------------------------------------------------------
     def open_inputs(self) -> None:
@@ -433,7 +438,8 @@ class _Run:
         inputs = {s.name: s.sha256 for s in self.sources if s.name in recipe.inputs and s.sha256}
         meta = {
             "format": "pt",
-            "mergeworks_recipe": recipe.canonical_json(),
+            # Inputs by file hash: reproducible anywhere, and no local paths leak.
+            "mergeworks_recipe": resolve_inputs(recipe, self.all_sha256s).canonical_json(),
             "mergeworks_recipe_hash": recipe.hash(),
             "mergeworks_inputs": canonical_dumps(inputs),
             "mergeworks_engine_version": _engine_version(),
@@ -468,7 +474,7 @@ class _Run:
             "interp_method": interp,
             "multiplier": multiplier,
             "save_as_half": self.recipe.output_dtype == "fp16",
-            "custom_name": Path(self.output_path).stem,
+            "custom_name": None,  # the output bytes must not depend on the file name
             "config_source": 0,
             "bake_in_vae": "None",
             "discard_weights": "",
@@ -531,9 +537,31 @@ class _Run:
         return hasher
 
     def _stream(self, plans: list[KeyPlan], writer: SafetensorsWriter) -> None:
+        """Read ahead (reader thread), compute slices in parallel (pool), write in order (here)."""
         total_bytes = writer.data_bytes
         done_bytes = 0
         reader = _Prefetcher(self, plans)
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="merge-compute")
+        # (key index, slice, its result) in file order; the oldest is written first.
+        pending: deque[tuple[int, _Item, Future[Any]]] = deque()
+        written_keys = 0
+
+        def write_oldest() -> None:
+            nonlocal done_bytes, written_keys
+            k, item, fut = pending.popleft()
+            plan = plans[k]
+            data = fut.result()
+            if isinstance(data, bytes):
+                writer.write_bytes(plan.name, memoryview(data))
+            else:
+                writer.write(plan.name, data)
+            if item.start + item.count == plan.numel:
+                # Last slice of the key (keys before it are complete too).
+                while written_keys <= k:
+                    done_bytes += writer.infos[plans[written_keys].name].nbytes
+                    written_keys += 1
+                self.report(written_keys, len(plans), done_bytes, total_bytes)
+
         reader.start()
         try:
             self.report(0, len(plans), 0, total_bytes)
@@ -545,26 +573,39 @@ class _Run:
                     item = reader.next()
                     if item.key_index != k:
                         raise MergeError("internal", f"reader out of step at {plan.name}")
-                    try:
-                        if plan.raw_copy:
-                            view = item.raw[id(plan.leaves[0])]
-                            writer.write_bytes(plan.name, memoryview(bytes(view)))
-                        else:
-                            if item.lora_tensors:
-                                self._lora_deltas(plan, item.lora_tensors, deltas)
-                            values: dict[int, Tensor] = {}
-                            result = self._eval(plan.expr, item, values, deltas)
-                            # A fresh tensor (a raw copy of an input never gets here),
-                            # so the hasher may keep reading it after write() returns.
-                            writer.write(plan.name, result.to(torch_dtype(plan.dtype)).cpu())
-                    finally:
-                        reader.release(item)
+                    if item.lora_tensors:
+                        self._lora_deltas(plan, item.lora_tensors, deltas)
+                    pending.append((k, item, pool.submit(self._compute, plan, item, deltas, reader)))
                     remaining -= item.count
-                done_bytes += writer.infos[plan.name].nbytes
-                self.report(k + 1, len(plans), done_bytes, total_bytes)
+                    while len(pending) > 2 * self.threads + 1:
+                        write_oldest()
+                if plan.numel == 0 and not pending:
+                    written_keys = k + 1
+                    self.report(written_keys, len(plans), done_bytes, total_bytes)
+            while pending:
+                write_oldest()
+            if written_keys < len(plans):  # trailing empty tensors
+                self.report(len(plans), len(plans), total_bytes, total_bytes)
             writer.close()
         finally:
+            for _, _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
             reader.stop()
+
+    def _compute(self, plan: KeyPlan, item: "_Item", deltas: dict[int, Tensor], reader: "_Prefetcher") -> bytes | Tensor:
+        """One slice of one key, ready to write (runs on a pool thread).
+
+        Returns fresh memory (never an input buffer, which goes back to the
+        reader here), so the hasher may keep reading it after the write.
+        """
+        try:
+            if plan.raw_copy:
+                return bytes(item.raw[id(plan.leaves[0])])
+            result = self._eval(plan.expr, item, {}, deltas)
+            return result.to(torch_dtype(plan.dtype)).cpu()
+        finally:
+            reader.release(item)
 
     def _lora_deltas(self, plan: KeyPlan, tensors: dict[int, dict[str, dict[str, Tensor]]], deltas: dict[int, Tensor]) -> None:
         from .lora import lora_key_delta
@@ -600,6 +641,7 @@ class _Run:
         t0 = time.perf_counter()
         self.open_inputs()
         sha256s = self.resolve_sha256s()
+        self.all_sha256s = sha256s
         self.merge_key = merge_key(self.recipe, sha256s, _engine_version())
         out_dir = os.path.dirname(self.output_path)
         fd, tmp = _temp_in(out_dir, "." + os.path.basename(self.output_path))
@@ -920,11 +962,15 @@ def execute(
     output_hashes: bool = False,
     fsync: bool = False,
     chunk_elems: int = methods.CHUNK,
+    threads: int | None = None,
 ) -> RunResult:
     """Run ``recipe`` on the files in ``inputs`` (name -> path) into ``output_path``.
 
     ``input_sha256s`` gives already-known input hashes (the hub knows them);
     inputs without one are hashed first, for the provenance metadata.
+    ``threads`` slices are computed at once (default: one per CPU core, one
+    on CUDA); each uses a single torch thread, so the output is the same for
+    any thread count.
     Raises ``RecipeError`` for a recipe that does not fit its inputs,
     ``SafetensorsError`` for a bad input file, ``MergeError`` otherwise
     (``MergeCancelled`` when ``should_cancel`` returned true). Nothing is left
@@ -949,9 +995,16 @@ def execute(
         output_hashes,
         fsync,
         chunk_elems,
+        threads or (1 if device.startswith("cuda") else min(os.cpu_count() or 1, 8)),
     )
+    # Slices are small (256K elements): torch's own intra-op threads would
+    # spend more time forking, joining and spinning than computing, worst on a
+    # busy machine. Parallelism comes from computing several slices at once.
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         return run.run()
     finally:
+        torch.set_num_threads(prev_threads)
         run.cleanup()
 

@@ -37,7 +37,7 @@ AUTOV1_OFFSET = 0x100000
 AUTOV1_LENGTH = 0x10000
 AUTOV1_MIN_SIZE = 2 * 1024 * 1024
 
-_BATCH = 1 << 20  # coalesce small updates so each queue item releases the GIL for long
+_BATCH = 256 << 10  # coalesce smaller updates so each queue item releases the GIL for long
 _QUEUE_DEPTH = 8
 _READ_CHUNK = 8 << 20
 
@@ -148,6 +148,14 @@ class FileHasher:
         start = self._pos
         self._pos += len(data)
         self._track_small_ranges(data, start)
+        if len(data) >= _BATCH:
+            # Big enough on its own: no copy into a batch.
+            if self._pending:
+                self._dispatch()
+            self._pending_start = start
+            self._pending = [data]
+            self._dispatch()
+            return
         if not self._pending:
             self._pending_start = start
         self._pending.append(data)

@@ -41,7 +41,7 @@ __all__ = [
     "weighted_sum",
 ]
 
-CHUNK = 1 << 20  # elements per slice for elementwise work
+CHUNK = 1 << 18  # elements per slice: 1 MB of float32 temporaries stays in cache
 _BLOCK = 1024  # elements per partial sum in reductions
 _M32 = 0xFFFFFFFF
 _F32 = torch.float32
@@ -61,8 +61,12 @@ def _chunked(fn: Callable[..., Tensor], *tensors: Tensor, offset_arg: bool = Fal
     for t in tensors[1:]:
         if t.shape != first.shape:
             raise ValueError(f"shape mismatch: {tuple(first.shape)} vs {tuple(t.shape)}")
-    out = torch.empty(first.shape, dtype=_F32, device=first.device)
     n = first.numel()
+    if n <= CHUNK:
+        # One slice (the executor's case): no output buffer to copy into.
+        parts = [_f32(t) for t in tensors]
+        return fn(*parts, 0) if offset_arg else fn(*parts)
+    out = torch.empty(first.shape, dtype=_F32, device=first.device)
     flats = [t.reshape(-1) for t in tensors]
     flat_out = out.view(-1)
     for start in range(0, n, CHUNK):
@@ -98,7 +102,8 @@ def fixed_dot(x: Tensor, y: Tensor) -> float:
 def weighted_sum(a: Tensor, b: Tensor, alpha: float) -> Tensor:
     """(1-α)·A + α·B"""
     wa, wb = 1.0 - alpha, alpha
-    return _chunked(lambda x, y: x * wa + y * wb, a, b)
+    # Each product is a fresh tensor, so adding in place is safe (and saves a pass).
+    return _chunked(lambda x, y: (x * wa).add_(y * wb), a, b)
 
 
 def add_difference(a: Tensor, b: Tensor, c: Tensor, alpha: float) -> Tensor:

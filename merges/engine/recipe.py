@@ -42,6 +42,7 @@ __all__ = [
     "merge_key",
     "parse_recipe",
     "recipe_hash",
+    "resolve_inputs",
 ]
 
 FORMAT = "mergeworks/recipe@1"
@@ -629,6 +630,35 @@ def recipe_hash(recipe: str | bytes | Mapping[str, Any] | Recipe) -> str:
     return parse_recipe(recipe).hash()
 
 
+def resolve_inputs(recipe: str | bytes | Mapping[str, Any] | Recipe, input_sha256s: Mapping[str, str]) -> Recipe:
+    """The recipe reduced to what its output needs, each input replaced by
+    ``{sha256: …}`` of its file.
+
+    Steps and inputs the output does not depend on are dropped: they cannot
+    change the result. Raises ``RecipeError`` for a needed input with no
+    hash, or whose file is not the one the recipe pins.
+    """
+    r = parse_recipe(recipe)
+    doc = copy.deepcopy(dict(r.doc))
+    needed_steps = {s.id for s in r.needed_steps()}
+    needed_inputs = r.needed_inputs()
+    doc["steps"] = [s for s in doc["steps"] if s["id"] in needed_steps]
+    doc["inputs"] = {name: doc["inputs"][name] for name in needed_inputs}
+    errors: list[tuple[str, str]] = []
+    for name in needed_inputs:
+        spec = r.inputs[name]
+        sha = input_sha256s.get(name) or spec.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            errors.append((f"inputs.{name}", "no resolved SHA-256 for this input"))
+            continue
+        if "sha256" in spec and spec["sha256"] != sha.lower():
+            errors.append((f"inputs.{name}", f"recipe pins {spec['sha256']}, resolved file is {sha.lower()}"))
+        doc["inputs"][name] = {"sha256": sha.lower()}
+    if errors:
+        raise RecipeError(errors)
+    return Recipe(doc)
+
+
 def merge_key(
     recipe: str | bytes | Mapping[str, Any] | Recipe,
     input_sha256s: Mapping[str, str],
@@ -639,20 +669,9 @@ def merge_key(
     Every input is replaced by the SHA-256 of the file it resolved to; the
     preview section is left out because it does not change the weights.
     """
-    r = parse_recipe(recipe)
-    doc = copy.deepcopy(dict(r.doc))
+    r = resolve_inputs(recipe, input_sha256s)
+    doc = dict(r.doc)
     doc.pop("preview", None)
-    errors: list[tuple[str, str]] = []
-    for name, spec in r.inputs.items():
-        sha = input_sha256s.get(name) or spec.get("sha256")
-        if not isinstance(sha, str) or not _SHA256.match(sha):
-            errors.append((f"inputs.{name}", "no resolved SHA-256 for this input"))
-            continue
-        if "sha256" in spec and spec["sha256"] != sha.lower():
-            errors.append((f"inputs.{name}", f"recipe pins {spec['sha256']}, resolved file is {sha.lower()}"))
-        doc["inputs"][name] = {"sha256": sha.lower()}
-    if errors:
-        raise RecipeError(errors)
     payload = {
         "engine_version": engine_version,
         "output_dtype": r.output_dtype,

@@ -1,0 +1,265 @@
+"""Merge benchmark: this engine vs a naive full-load merge vs sd-mecha 1.1.8.
+
+    .venv/bin/python bench/merge_bench.py            # SD1.5 comparison + SDXL peak RSS
+    .venv/bin/python bench/merge_bench.py --no-sdxl  # SD1.5 only
+
+Generates two fp16 checkpoints with the real key names and shapes of SD1.5
+(1,130 tensors, 2.13 GB) from sd-mecha's ``sd1-ldm`` key list (and SDXL's
+``sdxl-sgm`` for the memory figure) under ``bench/out/``, then merges them
+with weighted_sum at alpha=0.5 three ways, each in its own process so its
+peak RSS can be read from ``wait4``:
+
+* engine: ``merges.engine.run_recipe`` (input SHA-256s passed in, as the hub
+  passes the hashes it already knows);
+* naive: ``safetensors.torch.load_file`` on both, ``(1-a)*A + a*B`` per key
+  in float32, ``save_file``;
+* sd-mecha: ``sd_mecha.merge(sd_mecha.weighted_sum(a, b, alpha=0.5), output=…)``.
+
+Times are measured inside each process around the merge call (imports not
+included) and also as whole-process wall time. The engine's output tensors
+must equal the naive result bit for bit. Needs ``pip install -e .[bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+ALPHA = 0.5
+
+
+def _key_list(config: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(key, shape) of every mandatory key of an sd-mecha model config."""
+    import sd_mecha
+    import yaml
+
+    path = Path(sd_mecha.__file__).parent / "extensions" / "builtin" / "model_configs" / f"{config}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    keys = []
+    for component in doc["components"].values():
+        for key, meta in component.items():
+            if not meta.get("optional"):
+                keys.append((key, tuple(meta["shape"])))
+    return sorted(keys)
+
+
+def generate(config: str, path: Path, seed: int) -> str:
+    """Write a random fp16 checkpoint with the config's keys; returns its SHA-256."""
+    import torch
+
+    from merges.engine.hashing import FileHasher
+    from merges.engine.safetensors_io import SafetensorsWriter, TensorSpec
+
+    keys = _key_list(config)
+    specs = [TensorSpec(k, "F16", s) for k, s in keys]
+    expected = None
+    sidecar = path.with_suffix(".sha256")
+    if path.exists() and sidecar.exists():
+        from merges.engine.safetensors_io import read_header_path
+
+        try:
+            header = read_header_path(path)
+            expected = [(k, i.shape) for k, i in sorted(header.tensors.items())] == keys
+        except ValueError:
+            expected = False
+        if expected:
+            return sidecar.read_text().strip()
+    gen = torch.Generator().manual_seed(seed)
+    hasher = FileHasher(("sha256",))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        writer = SafetensorsWriter(fd, specs, {"format": "pt"}, sink=lambda v: hasher.update(v, owned=True))
+        for key, shape in keys:
+            n = math.prod(shape)
+            for start in range(0, n, 1 << 22):
+                count = min(1 << 22, n - start)
+                # Weight-like magnitudes, so fp16 stays out of the subnormals mostly.
+                writer.write(key, (torch.randn(count, generator=gen) * 0.05).half())
+        writer.close()
+    finally:
+        os.close(fd)
+    sha = hasher.hexdigests()["sha256"]
+    sidecar.write_text(sha + "\n")
+    return sha
+
+
+# -- the three contenders, each run in a child process --------------------------------------
+
+
+def _child_engine(a: str, b: str, out: str, sha_a: str, sha_b: str) -> None:
+    from merges.engine import run_recipe
+
+    recipe = {
+        "format": "mergeworks/recipe@1",
+        "architecture": os.environ.get("BENCH_ARCH", "sd1"),
+        "inputs": {"a": {"sha256": sha_a}, "b": {"sha256": sha_b}},
+        "steps": [{"id": "merge", "op": "weighted_sum", "inputs": ["a", "b"], "alpha": ALPHA}],
+        "output": {"step": "merge", "dtype": "fp16"},
+    }
+    t0 = time.perf_counter()
+    run_recipe(recipe, {"a": a, "b": b}, out)
+    _report(time.perf_counter() - t0)
+
+
+def _child_naive(a: str, b: str, out: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    t0 = time.perf_counter()
+    sa, sb = load_file(a), load_file(b)
+    merged = {}
+    for k in sa:
+        merged[k] = ((1 - ALPHA) * sa[k].float() + ALPHA * sb[k].float()).to(torch.float16)
+    save_file(merged, out)
+    _report(time.perf_counter() - t0)
+
+
+def _child_mecha(a: str, b: str, out: str) -> None:
+    import sd_mecha
+
+    t0 = time.perf_counter()
+    recipe = sd_mecha.weighted_sum(sd_mecha.model(a), sd_mecha.model(b), alpha=ALPHA)
+    sd_mecha.merge(recipe, output=out, output_dtype=__import__("torch").float16, tqdm=_NoBar)
+    _report(time.perf_counter() - t0)
+
+
+class _NoBar:
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def update(self, *a, **k):
+        pass
+
+    def close(self):
+        pass
+
+
+def _report(seconds: float) -> None:
+    print("BENCH_RESULT " + json.dumps({"merge_s": seconds}), flush=True)
+
+
+def run_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run one contender; returns merge time, process wall time and peak RSS (MB)."""
+    cmd = [sys.executable, __file__, "_child", kind, *args]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env={**os.environ, **(env or {})}, cwd=ROOT)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed (exit {proc.returncode}):\n{out}")
+    line = next(l for l in out.splitlines() if l.startswith("BENCH_RESULT "))
+    result = json.loads(line.split(" ", 1)[1])
+    result["process_s"] = wall
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    # CPU seconds: steadier than wall time on a machine shared with other work.
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
+    return result
+
+
+def compare(path_x: str, path_y: str) -> tuple[bool, float]:
+    """(bit-identical tensors?, max |x - y|), streaming one tensor at a time."""
+    import torch
+
+    from merges.engine.safetensors_io import SafetensorsReader
+
+    rx, ry = SafetensorsReader(path_x), SafetensorsReader(path_y)
+    if set(rx.tensors) != set(ry.tensors):
+        return False, math.inf
+    equal, worst = True, 0.0
+    for k in sorted(rx.tensors):
+        x, y = rx.read(k), ry.read(k)
+        if x.shape != y.shape:
+            return False, math.inf
+        if not torch.equal(x, y):
+            equal = False
+            worst = max(worst, float((x.float() - y.float()).abs().max()))
+    return equal, worst
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--no-sdxl", action="store_true", help="skip the SDXL peak-RSS run")
+    p.add_argument("--no-mecha", action="store_true", help="skip sd-mecha")
+    p.add_argument("--keep", action="store_true", help="keep the generated files in bench/out")
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    print("generating SD1.5-shaped fp16 checkpoints (sd-mecha sd1-ldm key list) …", flush=True)
+    a, b = OUT / "sd1_a.safetensors", OUT / "sd1_b.safetensors"
+    sha_a, sha_b = generate("sd1-ldm", a, 1), generate("sd1-ldm", b, 2)
+    from merges.engine.safetensors_io import read_header_path
+
+    n_keys = len(read_header_path(a).tensors)
+    print(f"  {n_keys} tensors, {a.stat().st_size / 1e9:.2f} GB each", flush=True)
+    # Warm the page cache the same way for everyone.
+    for f in (a, b):
+        with open(f, "rb") as fh:
+            while fh.read(64 << 20):
+                pass
+
+    results: dict[str, dict[str, float]] = {}
+    outs = {k: str(OUT / f"sd1_{k}.safetensors") for k in ("engine", "naive", "mecha")}
+    results["engine"] = run_child("engine", str(a), str(b), outs["engine"], sha_a, sha_b)
+    results["naive"] = run_child("naive", str(a), str(b), outs["naive"])
+    if not args.no_mecha:
+        results["sd-mecha"] = run_child("mecha", str(a), str(b), outs["mecha"])
+
+    print("\nSD1.5 fp16 weighted_sum alpha=0.5 (2 cores):")
+    print(f"  {'':10} {'merge s':>9} {'process s':>10} {'peak RSS MB':>12}")
+    for name, r in results.items():
+        print(f"  {name:10} {r['merge_s']:9.2f} {r['process_s']:10.2f} {r['peak_rss_mb']:12.0f}")
+    e, n = results["engine"], results["naive"]
+    print(f"  engine / naive time: {e['merge_s'] / n['merge_s']:.3f} (target <= 0.3)")
+    if "sd-mecha" in results:
+        m = results["sd-mecha"]
+        print(f"  engine / sd-mecha time: {e['merge_s'] / m['merge_s']:.3f} (target <= 0.2)")
+    print(f"  engine peak RSS: {e['peak_rss_mb']:.0f} MB (target <= 512)")
+    same, diff = compare(outs["engine"], outs["naive"])
+    print(f"  engine output == naive output: {same}" + ("" if same else f" (max |diff| {diff})"))
+    if "sd-mecha" in results:
+        same_m, diff_m = compare(outs["mecha"], outs["naive"])
+        print(f"  sd-mecha output == naive output: {same_m}" + ("" if same_m else f" (max |diff| {diff_m:.3g}, torch.lerp rounding)"))
+    if not args.keep:
+        for f in (a, b, *outs.values()):
+            Path(f).unlink(missing_ok=True)
+            Path(f).with_suffix(".sha256").unlink(missing_ok=True)
+
+    if not args.no_sdxl:
+        print("\ngenerating SDXL-shaped fp16 checkpoints (sdxl-sgm key list) …", flush=True)
+        xa, xb = OUT / "sdxl_a.safetensors", OUT / "sdxl_b.safetensors"
+        xsha_a, xsha_b = generate("sdxl-sgm", xa, 3), generate("sdxl-sgm", xb, 4)
+        xout = OUT / "sdxl_engine.safetensors"
+        n_x = len(read_header_path(xa).tensors)
+        r = run_child("engine", str(xa), str(xb), str(xout), xsha_a, xsha_b, env={"BENCH_ARCH": "sdxl"})
+        print(f"SDXL fp16 weighted_sum ({n_x} tensors, {xa.stat().st_size / 1e9:.2f} GB each):")
+        print(f"  engine: merge {r['merge_s']:.2f} s, process {r['process_s']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
+        if not args.keep:
+            for f in (xa, xb, xout):
+                f.unlink(missing_ok=True)
+                f.with_suffix(".sha256").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    if len(sys.argv) > 2 and sys.argv[1] == "_child":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        {"engine": _child_engine, "naive": _child_naive, "mecha": _child_mecha}[kind](*rest)
+    else:
+        main()
