@@ -504,6 +504,8 @@ class SafetensorsWriter:
         """
         import torch
 
+        if name in self.infos and self.infos[name].nbytes == 0 and data.numel() == 0:
+            return  # empty tensors take no bytes: nothing to write, any time
         self._skip_empty()
         if self._index >= len(self._order) or self._order[self._index] != name:
             expected = self._order[self._index] if self._index < len(self._order) else None
