@@ -425,7 +425,10 @@ class RecipeRunView(RegistryView):
     )
     def post(self, request, recipe_id: int):
         data = _body(RunIn, request)
-        version = self.version(self.recipe(recipe_id), data.get("version"))
+        # One query for recipe and version: a cached run must cost little more than a health check.
+        version = selectors.recipe_version_get_for(request.user, recipe_id, data.get("version"))
+        if version is None:
+            self.version(self.recipe(recipe_id), data.get("version"))  # raises the right 404
         outcome = services.merge_run(version=version, user=request.user)
         body = {
             "cached": outcome.cached,

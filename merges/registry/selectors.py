@@ -69,6 +69,19 @@ def recipe_version_get(recipe: Recipe, number: int) -> RecipeVersion | None:
     return recipe.versions.select_related("recipe", "recipe__owner", "parent").filter(number=number).first()
 
 
+def recipe_version_get_for(user, recipe_id: int, number: int | None = None) -> RecipeVersion | None:
+    """A version (the latest when `number` is None) of a recipe the user may see, with its recipe, in one query."""
+    reachable = ~Q(recipe__visibility=Recipe.Visibility.PRIVATE)
+    if _is_user(user):
+        reachable |= Q(recipe__owner_id=user.pk)
+    qs = (
+        RecipeVersion.objects.filter(reachable, recipe_id=recipe_id)
+        .select_related("recipe")
+        .defer("source", "message", "recipe__description")
+    )
+    return qs.filter(number=number).first() if number is not None else qs.order_by("-number").first()
+
+
 def recipe_version_for(user, version_id: int) -> RecipeVersion | None:
     version = RecipeVersion.objects.select_related("recipe").filter(pk=version_id).first()
     if version is None or recipe_get_for(user, version.recipe_id) is None:

@@ -13,12 +13,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from hub.accounts.models import User
 from hub.catalog.models import Model, ModelVersion
-from hub.catalog.selectors import version_get_for
 from hub.catalog.services import model_create, model_version_create, model_version_publish
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
@@ -270,15 +270,29 @@ class ResolvedInput:
         }
 
 
-def _downloadable_file(user: User, version: ModelVersion) -> ModelFile | None:
-    """The file a merge reads for `version`, if `user` may download it (the download endpoint's rules)."""
-    is_owner = version.model.owner_id == user.pk
-    if version.model.status == Model.Status.ARCHIVED and not is_owner:
-        return None
-    for f in version.files.all():  # primary first
-        if f.format == ModelFile.Format.SAFETENSOR and f.pickle_scan_status != ModelFile.ScanStatus.DANGER:
-            return f
-    return None
+def _reachable(user: User, version: ModelVersion) -> bool:
+    """hub.catalog.selectors.version_get_for's rule, on a loaded version (bulk callers avoid its 2 queries)."""
+    model = version.model
+    if model.owner_id == user.pk:
+        return True
+    return (
+        version.status == ModelVersion.Status.PUBLISHED
+        and model.status in (Model.Status.PUBLISHED, Model.Status.ARCHIVED)
+        and model.visibility != Model.Visibility.PRIVATE
+    )
+
+
+def _downloadable(user: User, model_file: ModelFile) -> bool:
+    """Whether a merge may read this file for `user` (the download endpoint's rules; safetensors only)."""
+    version = model_file.version
+    if not _reachable(user, version):
+        return False
+    if version.model.status == Model.Status.ARCHIVED and version.model.owner_id != user.pk:
+        return False
+    return (
+        model_file.format == ModelFile.Format.SAFETENSOR
+        and model_file.pickle_scan_status != ModelFile.ScanStatus.DANGER
+    )
 
 
 def _describe(version: ModelVersion) -> str:
@@ -294,49 +308,79 @@ def _licence_check(user: User, name: str, version: ModelVersion) -> None:
         )
 
 
+# What input resolution reads; loading whole rows (descriptions, header summaries) would
+# cost more than the lookups themselves on a cached run.
+_INPUT_FIELDS = (
+    "id", "version_id", "sha256", "size_bytes", "storage_key", "format", "pickle_scan_status", "primary",
+    "version__id", "version__name", "version__status", "version__model_id",
+    "version__model__id", "version__model__name", "version__model__owner_id", "version__model__status",
+    "version__model__visibility", "version__model__allow_derivatives",
+)
+_OUTPUT_FIELDS = (
+    "id", "model_version_id", "merge_key", "engine_version",
+    "model_version__id", "model_version__name", "model_version__status", "model_version__model_id",
+    "model_version__model__id", "model_version__model__name", "model_version__model__slug",
+    "model_version__model__owner_id", "model_version__model__status", "model_version__model__visibility",
+)
+
+
 def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, ResolvedInput]:
-    """Resolve every input to a file the user may download and whose licence allows derivatives."""
-    resolved: dict[str, ResolvedInput] = {}
-    for name, ref in document["inputs"].items():
+    """Resolve every input to a file the user may download and whose licence allows derivatives.
+
+    One query for all inputs: runs answered from the cache must stay cheap.
+    """
+    refs: Mapping[str, Mapping[str, Any]] = document["inputs"]
+    for name, ref in refs.items():
         if "path" in ref:
             raise RegistryError(
                 f"input {name!r}: local paths only work with the command-line engine; use sha256 or model_version",
                 details={"input": name},
             )
+    version_ids = {ref["model_version"] for ref in refs.values() if "model_version" in ref}
+    shas = {ref["sha256"] for ref in refs.values() if "sha256" in ref}
+    files = (
+        ModelFile.objects.filter(Q(version_id__in=version_ids) | Q(sha256__in=shas))
+        .select_related("version", "version__model")
+        .only(*_INPUT_FIELDS)
+        .order_by("-primary", "id")
+    )
+    by_version: dict[int, ModelFile] = {}
+    by_sha: dict[str, list[ModelFile]] = {}
+    for model_file in files:
+        if not _downloadable(user, model_file):
+            continue
+        by_version.setdefault(model_file.version_id, model_file)
+        by_sha.setdefault(model_file.sha256, []).append(model_file)
+
+    resolved: dict[str, ResolvedInput] = {}
+    for name, ref in refs.items():
         if "model_version" in ref:
-            version = version_get_for(user, ref["model_version"])
-            model_file = _downloadable_file(user, version) if version is not None else None
+            model_file = by_version.get(ref["model_version"])
             if model_file is None:
                 raise RegistryPermissionDenied(
                     f"input {name!r}: model version {ref['model_version']} is not available to you as a safetensors file",
                     details={"input": name, "model_version": ref["model_version"], "reason": "input_unavailable"},
                 )
         else:
-            model_file = None
-            version = None
-            candidates = (
-                ModelFile.objects.filter(sha256=ref["sha256"])
-                .select_related("version", "version__model")
-                .order_by("-version__model__owner_id", "id")
-            )
-            for candidate in candidates:
-                visible = version_get_for(user, candidate.version_id)
-                if visible is not None and _downloadable_file(user, visible) is not None:
-                    model_file, version = candidate, visible
-                    if visible.model.owner_id == user.pk or visible.model.allow_derivatives:
-                        break
-            if model_file is None:
+            candidates = by_sha.get(ref["sha256"], [])
+            if not candidates:
                 raise RegistryPermissionDenied(
                     f"input {name!r}: no file with SHA-256 {ref['sha256']} is available to you",
                     details={"input": name, "sha256": ref["sha256"], "reason": "input_unavailable"},
                 )
-        _licence_check(user, name, version)
+            # The same bytes may be on the hub several times: prefer the user's
+            # own upload, then one whose licence allows derivatives.
+            model_file = min(
+                candidates,
+                key=lambda f: (f.version.model.owner_id != user.pk, not f.version.model.allow_derivatives, f.pk),
+            )
+        _licence_check(user, name, model_file.version)
         resolved[name] = ResolvedInput(
             name=name,
             sha256=model_file.sha256,
             size=model_file.size_bytes,
             storage_key=model_file.storage_key,
-            model_version_id=version.pk,
+            model_version_id=model_file.version_id,
             file_id=model_file.pk,
         )
     return resolved
@@ -358,17 +402,22 @@ def _enqueue(job_id: int) -> None:
     app.send_task(MERGE_TASK, args=[job_id])
 
 
-def _visible_output(user: User, key: str) -> ModelVersion | None:
-    outputs = (
+def _cached_outputs(key: str) -> list[MergeOutput]:
+    return list(
         MergeOutput.objects.filter(merge_key=key)
         .select_related("model_version", "model_version__model")
+        .only(*_OUTPUT_FIELDS)
         .order_by("id")
     )
+
+
+def _visible_output(user: User, outputs: list[MergeOutput]) -> ModelVersion | None:
+    """The user's own output for this merge, else any output they can see."""
     for out in outputs:
         if out.model_version.model.owner_id == user.pk:
             return out.model_version
     for out in outputs:
-        if version_get_for(user, out.model_version_id) is not None:
+        if _reachable(user, out.model_version):
             return out.model_version
     return None
 
@@ -384,11 +433,12 @@ def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
     except RecipeError as exc:
         raise RecipeInvalid([DocumentError(path=p, message=m, line=None) for p, m in exc.errors]) from exc
 
-    cached = _visible_output(user, key)
+    outputs = _cached_outputs(key)
+    cached = _visible_output(user, outputs)
     if cached is not None:
         return RunOutcome(job=None, output=cached)
-    existing = MergeOutput.objects.filter(merge_key=key).select_related("model_version").order_by("id").first()
-    if existing is not None:
+    if outputs:
+        existing = outputs[0]
         # The merge was done for someone who keeps it private: publish the same
         # bytes for this user instead of merging again.
         output = merge_output_republish(source=existing, recipe_version=version, requester=user, inputs=inputs)
