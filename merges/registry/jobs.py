@@ -191,14 +191,21 @@ def _upload(path: Path, expected_sha256: str | None):
 
 
 def _preview_hook(model_version_id: int) -> None:
-    """Ask for preview rendering when the previews module offers an entry point for it."""
+    """Ask for the output's preview grid, where this deployment renders previews.
+
+    Rendering lives in hub.previews (service) and workers.tasks.render (its
+    task); the service never raises, it logs why nothing was rendered.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("hub.previews"):
+        return
     try:
-        from workers.tasks import render
+        import workers.tasks.render  # noqa: F401  (no render task, no previews)
+        from hub.previews.services import render_request_for_merge
     except ImportError:
         return
-    request = getattr(render, "preview_request_for_merge", None)
-    if request is not None:
-        request(model_version_id=model_version_id)
+    render_request_for_merge(model_version_id=model_version_id)
 
 
 def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
