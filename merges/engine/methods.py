@@ -64,8 +64,8 @@ def _chunked(fn: Callable[..., Tensor], *tensors: Tensor, offset_arg: bool = Fal
     n = first.numel()
     if n <= CHUNK:
         # One slice (the executor's case): no output buffer to copy into.
-        parts = [_f32(t) for t in tensors]
-        return fn(*parts, 0) if offset_arg else fn(*parts)
+        parts = [_f32(t).reshape(-1) for t in tensors]
+        return (fn(*parts, 0) if offset_arg else fn(*parts)).reshape(first.shape)
     out = torch.empty(first.shape, dtype=_F32, device=first.device)
     flats = [t.reshape(-1) for t in tensors]
     flat_out = out.view(-1)
