@@ -75,8 +75,8 @@ def public_recipe(alice, sd1_inputs):
     )
 
 
-def blob_objects(prefix: str = "") -> dict[str, int]:
-    """Every object in the blob store under `prefix` (S3 or local), key -> size.
+def blob_objects(prefix: str = "", *, since: float = 0.0) -> dict[str, int]:
+    """Objects in the blob store under `prefix` (S3 or local) written at or after `since`, key -> size.
 
     The store may be shared with other suites running at the same time, so
     tests look for objects by their own sizes and keys, never at the total.
@@ -88,13 +88,20 @@ def blob_objects(prefix: str = "") -> dict[str, int]:
         paginator = storage.client.get_paginator("list_objects_v2")
         found = {}
         for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=prefix):
-            found.update({obj["Key"]: obj["Size"] for obj in page.get("Contents", [])})
+            found.update(
+                {
+                    obj["Key"]: obj["Size"]
+                    for obj in page.get("Contents", [])
+                    # S3 times have whole seconds.
+                    if obj["LastModified"].timestamp() >= int(since)
+                }
+            )
         return found
     root = Path(storage.location)
     return {
         str(p.relative_to(root)): p.stat().st_size
         for p in root.rglob("*")
-        if p.is_file() and str(p.relative_to(root)).startswith(prefix)
+        if p.is_file() and str(p.relative_to(root)).startswith(prefix) and p.stat().st_mtime >= int(since)
     }
 
 
