@@ -333,12 +333,15 @@ class SafetensorsReader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._fd = -1
         self._fd = os.open(self.path, os.O_RDONLY)
         try:
             with os.fdopen(os.dup(self._fd), "rb") as f:
                 self.header = read_header(f, os.fstat(self._fd).st_size)
         except BaseException:
-            os.close(self._fd)
+            # Forget the number too: __del__ must not close a reused descriptor.
+            fd, self._fd = self._fd, -1
+            os.close(fd)
             raise
 
     @property
