@@ -105,3 +105,22 @@ def test_lineage_page_draws_the_graph(client, alice, public_recipe, sd1_inputs):
     model_page = client.get(f"/models/{output.model_id}/{output.model.slug}/").content.decode()
     assert f'href="/model-versions/{output.pk}/lineage/"' in model_page
     assert ModelVersion.objects.get(pk=output.pk).model.checkpoint_type == "Merge"
+
+
+def test_new_recipe_page_creates_a_recipe_or_shows_errors(client, bob, sd1_inputs):
+    import json
+
+    from merges.registry.models import Recipe
+
+    base, anime = sd1_inputs
+    client.force_login(bob)
+    assert client.get("/recipes/new/").status_code == 200
+    bad = client.post("/recipes/new/", {"title": "Mine", "document": "format: nope\n"})
+    assert bad.status_code == 400 and "expected &#x27;mergeworks/recipe@1&#x27;" in bad.content.decode()
+    good = client.post(
+        "/recipes/new/",
+        {"title": "Mine", "document": json.dumps(sd1_document(base.pk, anime.pk)), "visibility": "unlisted"},
+    )
+    recipe = Recipe.objects.get(owner=bob)
+    assert good.status_code == 302 and good["Location"] == f"/recipes/{recipe.pk}/"
+    assert recipe.visibility == "unlisted" and recipe.versions.count() == 1

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from hub.catalog.models import Model, ModelVersion
-from hub.files.storage import blob_key, blob_storage
+from hub.files.storage import blob_key
 from merges.registry.models import LineageEdge, MergeJob, MergeOutput
-from merges.registry.services import merge_jobs_sweep, merge_run, recipe_fork
+from merges.registry.services import merge_jobs_sweep, merge_run
 from tests.registry.conftest import blob_objects
 from tests.registry.test_api import client_for
 
