@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import recipe_views, upload_views, views
+from frontend import preview_views, recipe_views, upload_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -25,6 +25,9 @@ urlpatterns = [
     path("recipes/<int:recipe_id>/fork/", recipe_views.recipe_fork, name="recipe-fork"),
     path("recipes/<int:recipe_id>/run/", recipe_views.recipe_run, name="recipe-run"),
     path("model-versions/<int:version_id>/lineage/", recipe_views.lineage, name="lineage"),
+    path("previews/<str:kind>/<int:pk>.<str:ext>", preview_views.preview_file, name="preview-file"),
+    path("model-versions/<int:version_id>/previews/", preview_views.preview_request_view, name="preview-request"),
+    path("previews/compare/", preview_views.preview_compare, name="preview-compare"),
     path("upload/", upload_views.upload_start, name="upload"),
     path("upload/preview/", upload_views.markdown_preview, name="upload-markdown-preview"),
     path("upload/<uuid:upload_id>/", upload_views.upload_detail, name="upload-detail"),

@@ -15,6 +15,8 @@ from hub.env import ConfigError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MERGEWORKS_DATA_DIR", str(BASE_DIR / "var")))
+# Weightless diffusers configs + tokenizers per base model (infra/scripts/fetch-base-configs.sh).
+BASE_CONFIGS_DIR = Path(env_str("BASE_CONFIGS_DIR", str(DATA_DIR / "base-configs")))
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
     "hub.uploads",
     "hub.hf",
     "merges.registry",
+    "hub.previews",
     "frontend",
 ]
 
@@ -184,6 +187,7 @@ CELERY_BEAT_SCHEDULE = {
     "downloads-rollup": {"task": "workers.tasks.housekeeping.downloads_rollup", "schedule": 60.0},
     "uploads-expire": {"task": "workers.tasks.housekeeping.uploads_expire", "schedule": 900.0},
     "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 60.0},
+    "render-jobs-sweep": {"task": "workers.tasks.render.render_jobs_sweep", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 

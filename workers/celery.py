@@ -13,4 +13,5 @@ app.conf.include = [
     "workers.tasks.housekeeping",
     "workers.tasks.ingest",
     "workers.tasks.merge",
+    "workers.tasks.render",
 ]

@@ -30,4 +30,5 @@ urlpatterns = [
     path("v1/api-keys/<int:key_id>", ApiKeyDetailView.as_view(), name="api-key"),
     path("", include("merges.registry.urls")),
     path("", include("hub.uploads.urls")),
+    path("", include("hub.previews.urls")),
 ]

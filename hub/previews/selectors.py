@@ -1,0 +1,70 @@
+"""Reads of render jobs and preview grids, filtered by what the asking user may see.
+
+Previews follow their model version: whoever can see the version can see its
+grids and jobs (private versions: only their owner). A user also always sees
+the jobs they asked for.
+"""
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from hub.catalog.api_selectors import version_visible_q
+from hub.catalog.models import ModelVersion
+from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
+
+
+def _grids() -> QuerySet[PreviewGrid]:
+    return PreviewGrid.objects.select_related("model_version", "model_version__model").prefetch_related(
+        Prefetch("images", queryset=PreviewImage.objects.order_by("row", "col"))
+    )
+
+
+def render_job_get_for(user, job_id: int) -> RenderJob | None:
+    visible = version_visible_q(user, prefix="model_version__")
+    if user is not None and user.is_authenticated:
+        visible |= Q(requested_by_id=user.pk)
+    return (
+        RenderJob.objects.filter(visible, pk=job_id)
+        .select_related("model_version", "model_version__model", "requested_by", "grid")
+        .first()
+    )
+
+
+def render_jobs_for_version(version: ModelVersion, *, limit: int = 5) -> list[RenderJob]:
+    return list(version.render_jobs.select_related("requested_by", "grid").order_by("-created_at", "-id")[:limit])
+
+
+def grids_for_version(version: ModelVersion) -> list[PreviewGrid]:
+    return list(_grids().filter(model_version=version).order_by("-created_at", "-id"))
+
+
+def grid_get_for(user, grid_id: int) -> PreviewGrid | None:
+    return _grids().filter(version_visible_q(user, prefix="model_version__"), pk=grid_id).first()
+
+
+def image_get_for(user, image_id: int) -> PreviewImage | None:
+    return (
+        PreviewImage.objects.select_related("grid")
+        .filter(version_visible_q(user, prefix="grid__model_version__"), pk=image_id)
+        .first()
+    )
+
+
+def _comparable(spec: dict) -> tuple:
+    # Same prompts, seeds and sampler settings; the LoRA strength and sweep are part of the comparison too.
+    return tuple(sorted((k, repr(v)) for k, v in spec.items()))
+
+
+def grid_pairs(first: ModelVersion, second: ModelVersion) -> list[tuple[PreviewGrid, PreviewGrid]]:
+    """Grids of two versions rendered with the same prompts, seeds and settings, newest first."""
+    theirs: dict[tuple, PreviewGrid] = {}
+    for grid in grids_for_version(second):
+        theirs.setdefault(_comparable(grid.spec), grid)
+    pairs = []
+    seen = set()
+    for grid in grids_for_version(first):
+        key = _comparable(grid.spec)
+        if key in theirs and key not in seen:
+            seen.add(key)
+            pairs.append((grid, theirs[key]))
+    return pairs

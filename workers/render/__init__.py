@@ -1,0 +1,13 @@
+"""Preview rendering with diffusers and grid composition: plain library code, no Django.
+
+``hub.previews`` (services) decides what to render and stores the results;
+this package only turns files and a ``RenderSpec`` into images:
+
+* ``spec``: the prompt configuration (validated, normalised, A1111 sampler names);
+* ``pipeline``: offline ``from_single_file`` loading, LoRA adapters, samplers,
+  memory care and the per-process pipeline cache;
+* ``render``: batched rendering with one generator per image, grid planning;
+* ``invariance``: batch-invariant CPU numerics (a batched cell equals its single render);
+* ``sweep``: alpha sweeps merged in memory;
+* ``grid`` and ``infotext``: the labelled grid, PNG ``parameters`` chunks and WebP thumbnails.
+"""
