@@ -123,29 +123,17 @@ def _child_naive(a: str, b: str, out: str) -> None:
 
 
 def _child_mecha(a: str, b: str, out: str) -> None:
+    import functools
+
     import sd_mecha
+    import torch
+    import tqdm
 
     t0 = time.perf_counter()
     recipe = sd_mecha.weighted_sum(sd_mecha.model(a), sd_mecha.model(b), alpha=ALPHA)
-    sd_mecha.merge(recipe, output=out, output_dtype=__import__("torch").float16, tqdm=_NoBar)
+    quiet = functools.partial(tqdm.tqdm, disable=True)
+    sd_mecha.merge(recipe, output=out, output_dtype=torch.float16, tqdm=quiet)
     _report(time.perf_counter() - t0)
-
-
-class _NoBar:
-    def __init__(self, *a, **k):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def update(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
 
 
 def _report(seconds: float) -> None:
