@@ -60,6 +60,7 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
         kwargs["add_watermarker"] = False  # renders must not depend on an optional package
     try:
         pipe = cls.from_single_file(str(checkpoint), **kwargs)
+        _own_storage(pipe)
         pipe.to(device)
     except Exception as exc:  # diffusers raises many types for a bad file: all mean "cannot load"
         raise RenderInputError(f"could not load the checkpoint: {type(exc).__name__}: {str(exc)[:300]}") from exc
@@ -68,16 +69,36 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
     return pipe
 
 
+def _own_storage(pipe: Any) -> None:
+    """Give every weight its own freshly allocated (aligned) storage.
+
+    Loaded weights can be views into the memory-mapped file at offsets that
+    differ from file to file. Some CPU kernels take other vector paths for
+    other alignments, which changed renders of identical weights by one
+    8-bit level. Own copies make a render depend on the weights' values
+    only, and keep the pipeline valid when the cache evicts the file.
+    """
+    with torch.no_grad():
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                for tensor in (*component.parameters(), *component.buffers()):
+                    tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+
+
 def lora_apply(pipe: Any, lora: Path, strength: float) -> None:
     """Load a kohya/diffusers LoRA file onto ``pipe`` as the one preview adapter."""
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(lora))
+        if not state:
+            raise ValueError("the file holds no tensors")
         pipe.load_lora_weights(state, adapter_name=ADAPTER)
+        if not any(ADAPTER in names for names in pipe.get_list_adapters().values()):
+            raise ValueError("no layer of this checkpoint matched the LoRA")
+        lora_strength_set(pipe, strength)
     except Exception as exc:
         raise RenderInputError(f"could not apply the LoRA: {type(exc).__name__}: {str(exc)[:300]}") from exc
-    lora_strength_set(pipe, strength)
 
 
 def lora_strength_set(pipe: Any, strength: float) -> None:
