@@ -47,6 +47,7 @@ from hub.uploads import selectors, services
 from hub.uploads.backends import part_signature_valid
 from hub.uploads.errors import UploadError
 from hub.uploads.models import ExampleImage, Upload
+from hub.uploads.wsgi_body import body_reader
 
 
 def _base_url(request) -> str:
@@ -314,7 +315,9 @@ class UploadPartView(APIView):
         except ValueError:
             return Response(error_body("Content-Length is required", code="length_required", status_code=411), status=411)
         try:
-            written = services.upload_part_write(upload=upload, number=number, reader=request._request, length=length)
+            written = services.upload_part_write(
+                upload=upload, number=number, reader=body_reader(request._request, length), length=length
+            )
         except UploadError as exc:
             return Response(error_body(exc.message, code=exc.code, status_code=exc.status), status=exc.status)
         return Response({"number": number, "size": written})

@@ -363,12 +363,20 @@ class LocalStaging:
             marker.unlink(missing_ok=True)
             offset = (number - 1) * upload.part_size
             written = 0
+            readinto = getattr(reader, "readinto", None)
+            view = memoryview(bytearray(WRITE_CHUNK)) if readinto else None
             while written < expected:
-                chunk = reader.read(min(WRITE_CHUNK, expected - written))
-                if not chunk:
+                want = min(WRITE_CHUNK, expected - written)
+                if view is not None:
+                    n = readinto(view[:want])
+                    chunk = view[:n]
+                else:
+                    chunk = reader.read(want)
+                    n = len(chunk)
+                if not n:
                     break
                 os.pwrite(fd, chunk, offset + written)
-                written += len(chunk)
+                written += n
             if written != expected:
                 raise UploadError(
                     "part_incomplete", f"part {number}: the connection ended after {written} of {expected} bytes"

@@ -1,8 +1,9 @@
 """A client for the upload protocol (see `hub.uploads.api`), standard library only.
 
 Used by the CLI, the tests and the benchmark; it needs no Django, so scripts
-can copy it as is. It sends parts in parallel straight from the file with
-`os.pread` (no part is ever held whole in memory), hashes the file on another
+can copy it as is. It sends parts in parallel straight from the file
+(`sendfile` on plain HTTP, `os.pread` in 1 MiB blocks over TLS; no part is
+ever held whole in memory), hashes the file on another
 thread meanwhile and declares the SHA-256 on completion, retries a failed
 part with backoff, asks the hub for fresh part URLs when one has expired, and
 resumes an interrupted upload from the parts the hub says it already has.
@@ -28,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PUT_BLOCK = 1024 * 1024
+SENDFILE_BLOCK = 8 * 1024 * 1024
 HASH_BLOCK = 8 * 1024 * 1024
 TERMINAL = {"ready", "attached", "failed", "quarantined", "aborted", "expired"}
 
@@ -140,7 +142,7 @@ class UploadClient:
 
     # --- Parts ----------------------------------------------------------------------
 
-    def _put(self, conns: dict, url: str, fd: int, offset: int, length: int, on_read) -> int:
+    def _put(self, conns: dict, url: str, f, offset: int, length: int, on_read) -> int:
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         conn = conns.get(key)
@@ -150,10 +152,24 @@ class UploadClient:
             conns[key] = conn
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            conn.request(
-                "PUT", target, body=_SliceReader(fd, offset, length, on_read),
-                headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
-            )
+            if parts.scheme == "http":
+                # Plain HTTP: the kernel copies file pages straight to the socket.
+                conn.putrequest("PUT", target, skip_accept_encoding=True)
+                conn.putheader("Content-Length", str(length))
+                conn.putheader("Content-Type", "application/octet-stream")
+                conn.endheaders()
+                sent = 0
+                while sent < length:
+                    n = conn.sock.sendfile(f, offset + sent, min(SENDFILE_BLOCK, length - sent))
+                    if n == 0:
+                        raise ConnectionError("the connection closed while sending")
+                    sent += n
+                    on_read(n)
+            else:
+                conn.request(
+                    "PUT", target, body=_SliceReader(f.fileno(), offset, length, on_read),
+                    headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
+                )
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException):
@@ -191,7 +207,7 @@ class UploadClient:
 
         def worker() -> None:
             conns: dict = {}
-            fd = os.open(path, os.O_RDONLY)
+            f = open(path, "rb", buffering=0)
             try:
                 while not errors:
                     try:
@@ -212,7 +228,7 @@ class UploadClient:
                                 url = refresh_url(number)
                                 if url is None:
                                     break  # the hub already has it
-                            self._put(conns, url, fd, offset, length, count)
+                            self._put(conns, url, f, offset, length, count)
                             break
                         except (OSError, http.client.HTTPException, UploadFailed) as exc:
                             progressed(-sent[0])
@@ -226,7 +242,7 @@ class UploadClient:
                                 url = None  # expired URL: ask for a fresh one
                             time.sleep(min(30.0, 0.5 * 2**attempt))
             finally:
-                os.close(fd)
+                f.close()
                 for conn in conns.values():
                     conn.close()
 
