@@ -1,7 +1,7 @@
 """Recipe registry performance check (issue 5, Performance). Not a test: it prints figures and ratios.
 
     bash infra/scripts/services-up.sh   # PostgreSQL, Redis, moto S3
-    .venv/bin/python bench/registry_bench.py [--runs 5] [--hits 200]
+    .venv/bin/python bench/registry_bench.py [--runs 7] [--hits 200]
 
 Uses its own PostgreSQL database (DATABASE_URL, default mw_regbench; created
 and migrated if missing), Redis db 6 and S3 bucket `mergeworks-regbench` on
@@ -40,6 +40,9 @@ os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
 os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "bench-reg"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+# Merge jobs only: a preview render queued behind each merge would share the one
+# worker process with the next merge (previews have their own bench).
+os.environ.setdefault("MERGE_PREVIEWS", "false")
 
 
 def ensure_database(url: str) -> None:
@@ -149,7 +152,7 @@ def median_ms(fn, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="timed merge jobs (after one warm-up)")
+    parser.add_argument("--runs", type=int, default=7, help="timed merge jobs (after one warm-up)")
     parser.add_argument("--hits", type=int, default=200, help="timed cache-hit and health requests")
     args = parser.parse_args()
 

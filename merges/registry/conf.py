@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hub.env import env_int, env_str
+from hub.env import env_bool, env_int, env_str
 
 
 def _get(name: str, fallback):
@@ -59,3 +59,8 @@ def device() -> str:
 def debug_tensor_delay() -> float:
     """Test-only: seconds to sleep after each tensor, so a test can kill a worker mid-merge."""
     return float(_get("MERGE_DEBUG_TENSOR_DELAY", lambda: float(env_str("MERGE_DEBUG_TENSOR_DELAY", "0"))))
+
+
+def previews_enabled() -> bool:
+    """Whether a published merge output asks for its preview grid (when preview rendering is deployed)."""
+    return bool(_get("MERGE_PREVIEWS", lambda: env_bool("MERGE_PREVIEWS", True)))

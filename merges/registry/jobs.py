@@ -198,7 +198,7 @@ def _preview_hook(model_version_id: int) -> None:
     """
     from django.apps import apps
 
-    if not apps.is_installed("hub.previews"):
+    if not conf.previews_enabled() or not apps.is_installed("hub.previews"):
         return
     try:
         import workers.tasks.render  # noqa: F401  (no render task, no previews)

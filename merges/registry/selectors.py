@@ -13,6 +13,7 @@ from django.db.models import Count, Q, QuerySet
 
 from hub.catalog.models import ModelVersion
 from hub.catalog.selectors import models_visible_to
+from merges.registry import lookups
 from merges.registry.models import LineageEdge, MergeJob, MergeOutput, Recipe, RecipeVersion
 
 
@@ -70,16 +71,14 @@ def recipe_version_get(recipe: Recipe, number: int) -> RecipeVersion | None:
 
 
 def recipe_version_get_for(user, recipe_id: int, number: int | None = None) -> RecipeVersion | None:
-    """A version (the latest when `number` is None) of a recipe the user may see, with its recipe, in one query."""
-    reachable = ~Q(recipe__visibility=Recipe.Visibility.PRIVATE)
-    if _is_user(user):
-        reachable |= Q(recipe__owner_id=user.pk)
-    qs = (
-        RecipeVersion.objects.filter(reachable, recipe_id=recipe_id)
-        .select_related("recipe")
-        .defer("source", "message", "recipe__description")
-    )
-    return qs.filter(number=number).first() if number is not None else qs.order_by("-number").first()
+    """A version (the latest when `number` is None) of a recipe the user may see, in one prepared query.
+
+    Only the fields a run needs are loaded; the others (and `.recipe`) load on access.
+    """
+    row = lookups.recipe_version_row(user.pk if _is_user(user) else 0, recipe_id, number)
+    if row is None:
+        return None
+    return RecipeVersion.from_db("default", list(row), list(row.values()))
 
 
 def recipe_version_for(user, version_id: int) -> RecipeVersion | None:

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -23,7 +22,7 @@ from hub.catalog.services import model_create, model_version_create, model_versi
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
 from merges.engine.recipe import OPS, RecipeError, merge_key as engine_merge_key
-from merges.registry import conf
+from merges.registry import conf, lookups
 from merges.registry.diff import document_diff
 from merges.registry.documents import DocumentError, DocumentInvalid, ParsedDocument, document_parse, document_text
 from merges.registry.models import LineageEdge, MergeJob, MergeOutput, Recipe, RecipeVersion
@@ -270,64 +269,26 @@ class ResolvedInput:
         }
 
 
-def _reachable(user: User, version: ModelVersion) -> bool:
-    """hub.catalog.selectors.version_get_for's rule, on a loaded version (bulk callers avoid its 2 queries)."""
-    model = version.model
-    if model.owner_id == user.pk:
-        return True
-    return (
-        version.status == ModelVersion.Status.PUBLISHED
-        and model.status in (Model.Status.PUBLISHED, Model.Status.ARCHIVED)
-        and model.visibility != Model.Visibility.PRIVATE
-    )
-
-
-def _downloadable(user: User, model_file: ModelFile) -> bool:
-    """Whether a merge may read this file for `user` (the download endpoint's rules; safetensors only)."""
-    version = model_file.version
-    if not _reachable(user, version):
+def _downloadable(user: User, row: Mapping[str, Any]) -> bool:
+    """Whether a merge may read this (visible) file for `user`: the download endpoint's rules, safetensors only."""
+    if row["version__model__status"] == Model.Status.ARCHIVED and row["version__model__owner_id"] != user.pk:
         return False
-    if version.model.status == Model.Status.ARCHIVED and version.model.owner_id != user.pk:
-        return False
-    return (
-        model_file.format == ModelFile.Format.SAFETENSOR
-        and model_file.pickle_scan_status != ModelFile.ScanStatus.DANGER
-    )
+    return row["format"] == ModelFile.Format.SAFETENSOR and row["pickle_scan_status"] != ModelFile.ScanStatus.DANGER
 
 
-def _describe(version: ModelVersion) -> str:
-    return f"{version.model.name} {version.name} (model version {version.pk})"
-
-
-def _licence_check(user: User, name: str, version: ModelVersion) -> None:
-    model = version.model
-    if not model.allow_derivatives and model.owner_id != user.pk:
+def _licence_check(user: User, name: str, row: Mapping[str, Any]) -> None:
+    if not row["version__model__allow_derivatives"] and row["version__model__owner_id"] != user.pk:
+        described = f"{row['version__model__name']} {row['version__name']} (model version {row['version_id']})"
         raise RegistryPermissionDenied(
-            f"input {name!r}: the licence of {_describe(version)} does not allow derivatives, so it cannot be merged",
-            details={"input": name, "model_version": version.pk, "reason": "licence_forbids_derivatives"},
+            f"input {name!r}: the licence of {described} does not allow derivatives, so it cannot be merged",
+            details={"input": name, "model_version": row["version_id"], "reason": "licence_forbids_derivatives"},
         )
-
-
-# What input resolution reads; loading whole rows (descriptions, header summaries) would
-# cost more than the lookups themselves on a cached run.
-_INPUT_FIELDS = (
-    "id", "version_id", "sha256", "size_bytes", "storage_key", "format", "pickle_scan_status", "primary",
-    "version__id", "version__name", "version__status", "version__model_id",
-    "version__model__id", "version__model__name", "version__model__owner_id", "version__model__status",
-    "version__model__visibility", "version__model__allow_derivatives",
-)
-_OUTPUT_FIELDS = (
-    "id", "model_version_id", "merge_key", "engine_version",
-    "model_version__id", "model_version__name", "model_version__status", "model_version__model_id",
-    "model_version__model__id", "model_version__model__name", "model_version__model__slug",
-    "model_version__model__owner_id", "model_version__model__status", "model_version__model__visibility",
-)
 
 
 def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, ResolvedInput]:
     """Resolve every input to a file the user may download and whose licence allows derivatives.
 
-    One query for all inputs: runs answered from the cache must stay cheap.
+    One (prepared) query for all inputs: runs answered from the cache must stay cheap.
     """
     refs: Mapping[str, Mapping[str, Any]] = document["inputs"]
     for name, ref in refs.items():
@@ -336,27 +297,21 @@ def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, Reso
                 f"input {name!r}: local paths only work with the command-line engine; use sha256 or model_version",
                 details={"input": name},
             )
-    version_ids = {ref["model_version"] for ref in refs.values() if "model_version" in ref}
-    shas = {ref["sha256"] for ref in refs.values() if "sha256" in ref}
-    files = (
-        ModelFile.objects.filter(Q(version_id__in=version_ids) | Q(sha256__in=shas))
-        .select_related("version", "version__model")
-        .only(*_INPUT_FIELDS)
-        .order_by("-primary", "id")
-    )
-    by_version: dict[int, ModelFile] = {}
-    by_sha: dict[str, list[ModelFile]] = {}
-    for model_file in files:
-        if not _downloadable(user, model_file):
+    version_ids = sorted({ref["model_version"] for ref in refs.values() if "model_version" in ref})
+    shas = sorted({ref["sha256"] for ref in refs.values() if "sha256" in ref})
+    by_version: dict[int, Mapping[str, Any]] = {}
+    by_sha: dict[str, list[Mapping[str, Any]]] = {}
+    for row in lookups.input_file_rows(user.pk, version_ids, shas):  # visible to the user, primary first
+        if not _downloadable(user, row):
             continue
-        by_version.setdefault(model_file.version_id, model_file)
-        by_sha.setdefault(model_file.sha256, []).append(model_file)
+        by_version.setdefault(row["version_id"], row)
+        by_sha.setdefault(row["sha256"], []).append(row)
 
     resolved: dict[str, ResolvedInput] = {}
     for name, ref in refs.items():
         if "model_version" in ref:
-            model_file = by_version.get(ref["model_version"])
-            if model_file is None:
+            row = by_version.get(ref["model_version"])
+            if row is None:
                 raise RegistryPermissionDenied(
                     f"input {name!r}: model version {ref['model_version']} is not available to you as a safetensors file",
                     details={"input": name, "model_version": ref["model_version"], "reason": "input_unavailable"},
@@ -370,18 +325,18 @@ def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, Reso
                 )
             # The same bytes may be on the hub several times: prefer the user's
             # own upload, then one whose licence allows derivatives.
-            model_file = min(
+            row = min(
                 candidates,
-                key=lambda f: (f.version.model.owner_id != user.pk, not f.version.model.allow_derivatives, f.pk),
+                key=lambda r: (r["version__model__owner_id"] != user.pk, not r["version__model__allow_derivatives"], r["id"]),
             )
-        _licence_check(user, name, model_file.version)
+        _licence_check(user, name, row)
         resolved[name] = ResolvedInput(
             name=name,
-            sha256=model_file.sha256,
-            size=model_file.size_bytes,
-            storage_key=model_file.storage_key,
-            model_version_id=model_file.version_id,
-            file_id=model_file.pk,
+            sha256=row["sha256"],
+            size=row["size_bytes"],
+            storage_key=row["storage_key"],
+            model_version_id=row["version_id"],
+            file_id=row["id"],
         )
     return resolved
 
@@ -402,24 +357,28 @@ def _enqueue(job_id: int) -> None:
     app.send_task(MERGE_TASK, args=[job_id])
 
 
-def _cached_outputs(key: str) -> list[MergeOutput]:
-    return list(
-        MergeOutput.objects.filter(merge_key=key)
-        .select_related("model_version", "model_version__model")
-        .only(*_OUTPUT_FIELDS)
-        .order_by("id")
+def _output_version(row: Mapping[str, Any]) -> ModelVersion:
+    """The output version from a lookup row, with the fields the API shows (others load on access)."""
+    model = Model.from_db(
+        "default",
+        ["id", "name", "slug", "owner_id"],
+        [row["model_version__model_id"], row["model_version__model__name"], row["model_version__model__slug"],
+         row["model_version__model__owner_id"]],
     )
+    version = ModelVersion.from_db(
+        "default", ["id", "name", "model_id"], [row["model_version_id"], row["model_version__name"], model.pk]
+    )
+    version.model = model
+    return version
 
 
-def _visible_output(user: User, outputs: list[MergeOutput]) -> ModelVersion | None:
-    """The user's own output for this merge, else any output they can see."""
-    for out in outputs:
-        if out.model_version.model.owner_id == user.pk:
-            return out.model_version
-    for out in outputs:
-        if _reachable(user, out.model_version):
-            return out.model_version
-    return None
+def _visible_output(user: User, key: str) -> ModelVersion | None:
+    """The user's own output for this merge, else any output of it they can see."""
+    rows = lookups.visible_output_rows(user.pk, key)
+    if not rows:
+        return None
+    own = [r for r in rows if r["model_version__model__owner_id"] == user.pk]
+    return _output_version((own or rows)[0])
 
 
 def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
@@ -433,12 +392,11 @@ def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
     except RecipeError as exc:
         raise RecipeInvalid([DocumentError(path=p, message=m, line=None) for p, m in exc.errors]) from exc
 
-    outputs = _cached_outputs(key)
-    cached = _visible_output(user, outputs)
+    cached = _visible_output(user, key)
     if cached is not None:
         return RunOutcome(job=None, output=cached)
-    if outputs:
-        existing = outputs[0]
+    existing = MergeOutput.objects.filter(merge_key=key).select_related("model_version").order_by("id").first()
+    if existing is not None:
         # The merge was done for someone who keeps it private: publish the same
         # bytes for this user instead of merging again.
         output = merge_output_republish(source=existing, recipe_version=version, requester=user, inputs=inputs)

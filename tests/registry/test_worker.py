@@ -16,6 +16,17 @@ from tests.registry.test_api import client_for
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
+@pytest.fixture(autouse=True)
+def _no_previews(monkeypatch):
+    """Preview renders would queue behind merges on the one test worker (see `with_previews`)."""
+    monkeypatch.setenv("MERGE_PREVIEWS", "false")
+
+
+@pytest.fixture
+def with_previews(monkeypatch):
+    monkeypatch.delenv("MERGE_PREVIEWS")
+
+
 def wait_for(predicate, *, timeout: float = 180, interval: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -36,7 +47,7 @@ def finished(job_id: int) -> MergeJob | None:
 
 
 def test_fork_edit_run_publishes_an_output_with_lineage_and_the_same_run_is_a_cache_hit(
-    live_worker, public_recipe, bob, sd1_inputs
+    live_worker, public_recipe, bob, sd1_inputs, with_previews
 ):
     base, anime = sd1_inputs
     live_worker()
@@ -90,6 +101,14 @@ def test_fork_edit_run_publishes_an_output_with_lineage_and_the_same_run_is_a_ca
     # The inputs show the output as a descendant.
     down = api.get(f"/api/v1/model-versions/{base.pk}/lineage").json()
     assert str(output.pk) in {e["target"] for e in down["edges"]}
+
+    # Publishing asked for the output's preview grid (rendered by the previews worker task).
+    from django.apps import apps
+
+    if apps.is_installed("hub.previews"):
+        from hub.previews.models import RenderJob
+
+        assert RenderJob.objects.filter(model_version=output, trigger="merge").count() == 1
 
     # The same run again: a cache hit, answered at once, with no new job.
     again = api.post(f"/api/v1/recipes/{fork['id']}/run", {"version": 2}, format="json")
