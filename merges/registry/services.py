@@ -6,7 +6,6 @@ the worker and by cache hits).
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,8 +25,6 @@ from merges.registry import conf, lookups
 from merges.registry.diff import document_diff
 from merges.registry.documents import DocumentError, DocumentInvalid, ParsedDocument, document_parse, document_text
 from merges.registry.models import LineageEdge, MergeJob, MergeOutput, Recipe, RecipeVersion
-
-logger = logging.getLogger(__name__)
 
 MERGE_TASK = "workers.tasks.merge.merge_job_run"
 BASE_MODEL_OF_ARCH = {
