@@ -101,13 +101,15 @@ class UploadErrorSerializer(serializers.Serializer):
 
 class UploadStateSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=Upload.Status.choices)
+    # A plain string in the schema: its values are listed here rather than as a
+    # shared enum component whose name would collide with the catalogue's `status`.
+    status = serializers.CharField(help_text="one of: " + ", ".join(Upload.Status.values))
     filename = serializers.CharField()
     size = serializers.IntegerField()
     sha256 = serializers.CharField(allow_null=True)
     partSize = serializers.IntegerField()
     partCount = serializers.IntegerField()
-    backend = serializers.ChoiceField(choices=Upload.Backend.choices)
+    backend = serializers.CharField(help_text="s3 (parts go to presigned URLs) or local (parts go to the hub)")
     modelId = serializers.IntegerField(allow_null=True)
     createdAt = serializers.DateTimeField()
     expiresAt = serializers.DateTimeField(allow_null=True)
@@ -134,7 +136,7 @@ class UploadVersionSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="", help_text="Markdown")
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list, max_length=30)
     nsfw = serializers.BooleanField(required=False, default=False)
-    visibility = serializers.ChoiceField(choices=Model.Visibility.choices, required=False, default=Model.Visibility.PUBLIC)
+    visibility = serializers.ChoiceField(choices=Model.Visibility.values, required=False, default=Model.Visibility.PUBLIC)
     allowNoCredit = serializers.BooleanField(required=False, default=True)
     allowCommercialUse = serializers.ListField(
         child=serializers.ChoiceField(choices=Model.CommercialUse.choices), required=False, default=list
@@ -171,6 +173,7 @@ class ExampleImageSerializer(serializers.Serializer):
 
 class UploadListView(UploadApiView):
     @extend_schema(
+        operation_id="uploads_list",
         summary="List your uploads",
         parameters=[OpenApiParameter("status", str, description="comma-separated statuses, e.g. `receiving`")],
         responses={200: UploadListSerializer},
@@ -182,6 +185,7 @@ class UploadListView(UploadApiView):
         return Response({"items": [selectors.upload_state(u, base_url=base, with_parts=False) for u in uploads]})
 
     @extend_schema(
+        operation_id="upload_create",
         summary="Start an upload",
         description="Returns the part size, part count and a URL per part. See the module docs for the protocol.",
         request=UploadCreateSerializer,
@@ -207,12 +211,17 @@ class UploadListView(UploadApiView):
 
 
 class UploadDetailView(UploadApiView):
-    @extend_schema(summary="Upload status, stored parts and fresh part URLs", responses={200: UploadStateSerializer}, tags=["uploads"])
+    @extend_schema(
+        operation_id="upload_retrieve",
+        summary="Upload status, stored parts and fresh part URLs",
+        responses={200: UploadStateSerializer},
+        tags=["uploads"],
+    )
     def get(self, request: Request, upload_id):
         upload = self.get_upload(request, upload_id)
         return Response(selectors.upload_state(upload, base_url=_base_url(request)))
 
-    @extend_schema(summary="Cancel an upload", responses={200: UploadStateSerializer}, tags=["uploads"])
+    @extend_schema(operation_id="upload_abort", summary="Cancel an upload", responses={200: UploadStateSerializer}, tags=["uploads"])
     def delete(self, request: Request, upload_id):
         upload = services.upload_abort(upload=self.get_upload(request, upload_id))
         return Response(selectors.upload_state(upload, base_url=_base_url(request), with_parts=False))
@@ -220,6 +229,7 @@ class UploadDetailView(UploadApiView):
 
 class UploadCompleteView(UploadApiView):
     @extend_schema(
+        operation_id="upload_complete",
         summary="Finish sending parts; queue verification",
         request=UploadCompleteSerializer,
         responses={202: UploadStateSerializer},
@@ -235,6 +245,7 @@ class UploadCompleteView(UploadApiView):
 
 class UploadVersionView(UploadApiView):
     @extend_schema(
+        operation_id="upload_version_create",
         summary="Create the model version from a verified upload",
         request=UploadVersionSerializer,
         responses={201: UploadVersionResultSerializer},
@@ -291,6 +302,7 @@ class UploadPartView(APIView):
     parser_classes: list = []
 
     @extend_schema(
+        operation_id="upload_part_put",
         summary="Send one part (local-disk backend)",
         request={"application/octet-stream": OpenApiTypes.BINARY},
         parameters=[OpenApiParameter("expires", int, required=True), OpenApiParameter("signature", str, required=True)],
@@ -345,7 +357,12 @@ class VersionImagesView(UploadApiView):
             return []
         return super().get_permissions()
 
-    @extend_schema(summary="Example images of a version", responses={200: ExampleImageSerializer(many=True)}, tags=["images"])
+    @extend_schema(
+        operation_id="version_images_list",
+        summary="Example images of a version",
+        responses={200: ExampleImageSerializer(many=True)},
+        tags=["images"],
+    )
     def get(self, request: Request, version_id: int):
         version = version_get_for(request.user, version_id)
         if version is None:
@@ -353,6 +370,7 @@ class VersionImagesView(UploadApiView):
         return Response([_image_state(request, i) for i in version.images.all()])
 
     @extend_schema(
+        operation_id="version_image_create",
         summary="Attach an example image (PNG, JPEG or WebP)",
         description="Multipart field `image`. The image is re-encoded; only its generation parameters are kept.",
         request={"multipart/form-data": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}},
