@@ -58,6 +58,10 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
     kwargs: dict[str, Any] = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch_dtype_for(device)}
     if arch == "sdxl":
         kwargs["add_watermarker"] = False  # renders must not depend on an optional package
+    else:
+        # The real SD1/SD2 model_index.json lists a safety checker and its image processor,
+        # whose weights are not in BASE_CONFIGS_DIR: previews of a model are shown unfiltered.
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
         pipe = cls.from_single_file(str(checkpoint), **kwargs)
         _own_storage(pipe)

@@ -115,3 +115,18 @@ def test_corrupt_or_missing_inputs_raise_render_input_errors(base_configs: Path,
     not_a_lora.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     with pytest.raises(RenderInputError, match="could not apply the LoRA"):
         lora_apply(pipe, not_a_lora, 1.0)
+
+
+def test_real_sd15_model_index_with_a_safety_checker_loads_offline(base_configs: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    config = tmp_path / "sd15"
+    shutil.copytree(base_configs / "sd15", config)
+    index = json.loads((config / "model_index.json").read_text())
+    # as in stable-diffusion-v1-5/stable-diffusion-v1-5, whose checker weights are not fetched
+    index.update(safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+                 feature_extractor=["transformers", "CLIPImageProcessor"], requires_safety_checker=True)
+    (config / "model_index.json").write_text(json.dumps(index))
+    pipe = load_pipeline("sd1", tiny_checkpoint("sd1", 0), config)
+    assert pipe.safety_checker is None and pipe.feature_extractor is None
