@@ -64,7 +64,7 @@ class UploadDetailsForm(forms.Form):
         choices=[("", "—")] + [(v, v) for v in Model.CheckpointType.values],
     )
     version_name = forms.CharField(label="Version name", max_length=100, initial="v1.0")
-    base_model = forms.ChoiceField(label="Base model", choices=ModelVersion.BaseModel.choices)
+    base_model = forms.ChoiceField(label="Base model", choices=[(v, v) for v in ModelVersion.BaseModel.values])
     trained_words = forms.CharField(
         label="Trigger words", required=False, max_length=2000,
         help_text="Comma-separated. Suggested from the tags the file was trained on.",

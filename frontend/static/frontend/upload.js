@@ -150,9 +150,10 @@
     if (live) live.textContent = text;
   }
 
+  // Binary units, as the server-rendered pages (Django's filesizeformat) show sizes.
   function formatBytes(n) {
     var units = ["bytes", "KB", "MB", "GB", "TB"], i = 0;
-    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + " " + units[i];
   }
 
