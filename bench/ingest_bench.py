@@ -167,7 +167,7 @@ def _manage(data_dir: Path, *args: str) -> str:
                           env=_env(data_dir), cwd=ROOT).stdout
 
 
-def bench_upload(path: Path, data_dir: Path, runs: int) -> dict:
+def bench_upload(path: Path, data_dir: Path, runs: int, parallel: int = 4) -> dict:
     import psutil
 
     from hub.uploads.client import UploadClient, file_sha256
@@ -208,7 +208,7 @@ def bench_upload(path: Path, data_dir: Path, runs: int) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        client = UploadClient(base, token, parallel=4)
+        client = UploadClient(base, token, parallel=parallel)
         copy = data_dir / "store" / "cp-baseline"
         copy.parent.mkdir(parents=True, exist_ok=True)
         cp_times, up_times, known_times = [], [], []
@@ -251,7 +251,7 @@ def bench_upload(path: Path, data_dir: Path, runs: int) -> dict:
     print(f"\n== Upload through the local-disk backend ({size / 1e9:.2f} GB, {state['partCount']} parts, median of {runs}) ==")
     print(f"cp                     {cp:7.2f} s  {size / cp / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in cp_times)}")
     print(f"protocol client        {up:7.2f} s  {size / up / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in up_times)}"
-          "  (4 parts in flight, SHA-256 alongside)")
+          f"  ({parallel} parts in flight, SHA-256 alongside)")
     print(f"protocol client, hash known {known:7.2f} s  {size / known / 1e6:8.0f} MB/s   runs: "
           f"{', '.join(f'{x:.2f}' for x in known_times)}")
     print(f"throughput ratio client/cp = {cp / up:.2f} with hashing, {cp / known:.2f} transfer only  (target >= 0.5)")
@@ -267,6 +267,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--only", choices=["ingest", "upload"], help="run one of the two benchmarks")
+    parser.add_argument("--parallel", type=int, default=4, help="parts the upload client sends at once")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mw-ingest-bench-", dir=args.dir))
     try:
@@ -275,7 +276,7 @@ def main() -> None:
         if args.only != "upload":
             bench_ingest(path, args.runs, work / "hub")
         if args.only != "ingest":
-            bench_upload(path, work / "hub", args.runs)
+            bench_upload(path, work / "hub", args.runs, args.parallel)
     finally:
         if args.keep:
             print(f"\nkept {work}")

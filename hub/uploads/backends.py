@@ -318,6 +318,18 @@ def part_signature_valid(upload_id, number: int, expires: int, signature: str) -
     return constant_time_compare(part_signature(upload_id, number, expires), signature)
 
 
+def _copy_stream(reader: BinaryIO, fd: int, offset: int, count: int) -> int:
+    """Copy up to `count` bytes from `reader` into `fd` at `offset`, WRITE_CHUNK at a time."""
+    done = 0
+    while done < count:
+        chunk = reader.read(min(WRITE_CHUNK, count - done))
+        if not chunk:
+            break
+        os.pwrite(fd, chunk, offset + done)
+        done += len(chunk)
+    return done
+
+
 class LocalStaging:
     name = Upload.Backend.LOCAL
 
@@ -362,21 +374,12 @@ class LocalStaging:
             marker = folder / "parts" / str(number)
             marker.unlink(missing_ok=True)
             offset = (number - 1) * upload.part_size
-            written = 0
-            readinto = getattr(reader, "readinto", None)
-            view = memoryview(bytearray(WRITE_CHUNK)) if readinto else None
-            while written < expected:
-                want = min(WRITE_CHUNK, expected - written)
-                if view is not None:
-                    n = readinto(view[:want])
-                    chunk = view[:n]
-                else:
-                    chunk = reader.read(want)
-                    n = len(chunk)
-                if not n:
-                    break
-                os.pwrite(fd, chunk, offset + written)
-                written += n
+            copy_to = getattr(reader, "copy_to", None)
+            if copy_to is not None:
+                # The socket fast path (see wsgi_body): the kernel moves the bytes.
+                written = copy_to(fd, offset, expected)
+            else:
+                written = _copy_stream(reader, fd, offset, expected)
             if written != expected:
                 raise UploadError(
                     "part_incomplete", f"part {number}: the connection ended after {written} of {expected} bytes"
