@@ -6,72 +6,84 @@ to ~4e-6 (enough to flip some 8-bit pixel values), although every image has
 its own generator and identical initial latents. The causes, found by
 comparing module outputs batch-vs-single:
 
-* ``linear`` with few rows (time embeddings, 1x1-token attention in the
-  lowest UNet level) takes a different BLAS path for M=1 than for M=B;
-* ``scaled_dot_product_attention`` splits its work over threads by batch size;
+* ``linear`` over few rows per sample (time embeddings, the 1x1 and 2x2
+  latents of the lowest UNet levels) takes other BLAS paths for M=1 than for
+  M=B; with many rows per sample each row is computed the same way;
+* ``scaled_dot_product_attention`` with short queries splits its work over
+  threads by batch size;
 * ``group_norm`` and ``conv2d`` pick other kernels when their input is not in
   the default memory format (the VAE's attention and upsampler hand them
   permuted tensors whose layout is read differently for batch 1);
 * oneDNN (mkldnn) convolutions use other algorithms for batch 1 than for
-  batch >= 2; the native convolution loops over samples and is invariant.
+  batch >= 2, and NNPACK takes over convolutions from batch 16; the native
+  convolution loops over samples and is invariant.
 
-Inside :class:`batch_invariant` those four functions run per sample on
-contiguous inputs and oneDNN is off. Each sample then goes through exactly
-the kernels a batch of one would use, so the result no longer depends on the
-batch. The cost is a little dispatch overhead per call (the heavy
-convolutions still run batched). On CUDA the renderer does not use this mode:
-cuDNN/cuBLAS are not batch-invariant either, and there a cell matches its
-single render only to within fp16 rounding (documented in docs and tests).
+Inside :class:`batch_invariant`, linear and attention with fewer than
+``ROWS_PER_SAMPLE`` rows (queries) per sample run one sample at a time,
+group_norm and conv2d get contiguous inputs, and oneDNN and NNPACK are off.
+Each sample then goes through the kernels a batch of one would use. The big
+matrix products and every convolution still run batched. On CUDA the
+renderer does not use this mode: cuDNN/cuBLAS are not batch-invariant
+either, and there a cell matches its single render only to within fp16
+rounding.
 """
 from __future__ import annotations
 
-from typing import Any
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-_PER_SAMPLE = {F.linear, F.scaled_dot_product_attention, F.group_norm}
-_CONTIGUOUS = {F.conv2d, F.group_norm}
+# Below this many rows (linear) or queries (attention) per sample, run per sample.
+ROWS_PER_SAMPLE = 64
+
+
+def _per_sample(func, args: tuple, kwargs: dict, n: int) -> torch.Tensor:
+    # Tensors with the batch as their first dimension are sliced; weights and biases are not.
+    def part(value, i: int):
+        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == n:
+            return value[i : i + 1]
+        return value
+
+    return torch.cat(
+        [func(*(part(a, i) for a in args), **{k: part(v, i) for k, v in kwargs.items()}) for i in range(n)]
+    )
 
 
 class _BatchInvariantMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         kwargs = kwargs or {}
-        if func not in _PER_SAMPLE and func not in _CONTIGUOUS:
-            return func(*args, **kwargs)
-        x = args[0]
-        if func in _CONTIGUOUS:
-            x = x.contiguous()
-        if func not in _PER_SAMPLE or x.dim() < 2 or x.shape[0] <= 1:
-            return func(x, *args[1:], **kwargs)
-        if func is F.scaled_dot_product_attention:
-            return _sdpa_per_sample(func, args, kwargs)
-        return torch.cat([func(x[i : i + 1], *args[1:], **kwargs) for i in range(x.shape[0])])
-
-
-def _sdpa_per_sample(func: Any, args: tuple, kwargs: dict) -> torch.Tensor:
-    q, k, v, *rest = args
-    mask = kwargs.pop("attn_mask", rest.pop(0) if rest else None)
-    outs = []
-    for i in range(q.shape[0]):
-        m = mask
-        if m is not None and m.dim() == q.dim() and m.shape[0] == q.shape[0]:
-            m = m[i : i + 1]
-        outs.append(func(q[i : i + 1], k[i : i + 1], v[i : i + 1], m, *rest, **kwargs))
-    return torch.cat(outs)
+        if func is F.linear:
+            x = args[0]
+            n = x.shape[0] if x.dim() >= 2 else 1
+            if n > 1 and x.numel() // (n * x.shape[-1]) < ROWS_PER_SAMPLE:
+                return torch.cat([func(x[i : i + 1], *args[1:], **kwargs) for i in range(n)])
+        elif func is F.scaled_dot_product_attention:
+            q = args[0]
+            if q.dim() >= 3 and q.shape[0] > 1 and q.shape[-2] < ROWS_PER_SAMPLE:
+                return _per_sample(func, args, kwargs, q.shape[0])
+        elif func is F.group_norm or func is F.conv2d:
+            return func(args[0].contiguous(), *args[1:], **kwargs)
+        return func(*args, **kwargs)
 
 
 class batch_invariant:
     """Context manager: batch-invariant CPU numerics (see the module docstring)."""
 
     def __enter__(self) -> "batch_invariant":
-        self._mkldnn = torch.backends.mkldnn.flags(enabled=False)
-        self._mkldnn.__enter__()
+        self._flags = [torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False)]
+        with warnings.catch_warnings():  # mkldnn.flags also sets oneDNN's TF32 switch, and warns about Intel GPUs
+            warnings.simplefilter("ignore", UserWarning)
+            for flag in self._flags:
+                flag.__enter__()
         self._mode = _BatchInvariantMode()
         self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._mode.__exit__(*exc)
-        self._mkldnn.__exit__(*exc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for flag in reversed(self._flags):
+                flag.__exit__(*exc)

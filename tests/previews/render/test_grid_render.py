@@ -99,3 +99,14 @@ def test_samplers_render_deterministically(pipelines) -> None:
         b = render_grid(pipe, s, ModelInfo(hash="x"), batch_size=1)
         assert np.array_equal(pixels(a.grid), pixels(b.grid)), sampler
         assert f"Sampler: {sampler}" in a.cells[0].parameters
+
+
+def test_a_sixteen_image_batch_matches_single_renders(pipelines) -> None:
+    # From batch 16 on, torch hands CPU convolutions to NNPACK unless the renderer stops it.
+    pipe = pipelines("sd1")
+    s = spec(prompts=[f"{p}, {style}" for p in PROMPTS for style in ("oil", "ink")], seeds=[1, 2, 3, 4], size=[32, 32])
+    assert s.image_count == 16
+    result = render_grid(pipe, s, ModelInfo(hash="x"), batch_size=16)
+    for rc in (result.cells[0], result.cells[7], result.cells[15]):
+        single = render_batch(pipe, s, [rc.cell], invariant=True)[0]
+        assert np.array_equal(pixels(single), pixels(rc.image)), rc.cell
