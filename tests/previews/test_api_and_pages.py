@@ -129,3 +129,20 @@ def test_two_versions_compare_side_by_side(rendered, alice, enqueued, client):
     for left, right in zip(rendered.grid.images.all(), job.grid.images.all()):
         assert f"/previews/image/{left.pk}.webp" in page and f"/previews/image/{right.pk}.webp" in page
     assert client.get(f"/previews/compare/?a={rendered.model_version_id}&b=x").status_code == 404
+
+
+def test_recipe_page_shows_its_outputs_previews(rendered, alice, client):
+    from merges.registry.models import MergeOutput
+    from merges.registry.services import recipe_create, recipe_latest_version
+
+    version = rendered.model_version
+    recipe = recipe_create(owner=alice, title="Mix", source={
+        "format": "mergeworks/recipe@1", "architecture": "sd1",
+        "inputs": {"a": {"model_version": version.pk}, "b": {"model_version": version.pk}},
+        "steps": [{"id": "mix", "op": "weighted_sum", "inputs": ["a", "b"], "alpha": 0.5}],
+        "output": {"step": "mix", "dtype": "fp16"},
+    })
+    MergeOutput.objects.create(model_version=version, recipe_version=recipe_latest_version(recipe), merge_key="k" * 64,
+                               sha256=version.files.get().sha256, engine_version="0")
+    page = client.get(f"/recipes/{recipe.pk}/").content.decode()
+    assert 'data-testid="preview-thumb"' in page and f"/previews/grid/{rendered.grid_id}.webp" in page
