@@ -209,7 +209,15 @@ def render_job_execute(*, job_id: int, worker: str) -> Outcome:
 
 
 def _render(job: RenderJob, attempt: int):
-    from workers.render.pipeline import PIPELINES, PipelineKey, load_pipeline, lora_apply, lora_strength_set
+    from workers.render.pipeline import (
+        PIPELINES,
+        PipelineKey,
+        load_pipeline,
+        lora_apply,
+        lora_strength_set,
+        memory_savers_enable,
+        memory_short,
+    )
     from workers.render.render import ModelInfo, render_grid
     from workers.render.spec import parse_spec
     from workers.render.sweep import AlphaSweep
@@ -242,6 +250,9 @@ def _render(job: RenderJob, attempt: int):
         )
         if lora_path:
             lora_strength_set(pipe, spec.lora_strength)
+        if memory_short(device, conf.min_free_bytes()):
+            # Slower, but a big grid still fits; render_cells also switches them on after an OOM.
+            memory_savers_enable(pipe)
         sweep = None
         if secondary:
             second_path = _local_safetensors(secondary, cache, stack, workdir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from hub.previews.jobs import grid_prefix, media_storage, render_job_execute

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -24,7 +24,6 @@ from workers.render.spec import SAMPLERS
 
 logger = logging.getLogger(__name__)
 
-Arch = Literal["sd1", "sdxl"]
 ADAPTER = "preview"
 # Below this much free memory (GPU, or RAM on the CPU) the cached pipeline is
 # dropped after a job, and attention slicing + VAE tiling are switched on.
