@@ -8,7 +8,8 @@ comparing module outputs batch-vs-single:
 
 * ``linear`` over few rows per sample (time embeddings, the 1x1 and 2x2
   latents of the lowest UNet levels) takes other BLAS paths for M=1 than for
-  M=B; with many rows per sample each row is computed the same way;
+  M=B; with many rows per sample each row came out the same here (the tests
+  check batched against single renders bit for bit);
 * ``scaled_dot_product_attention`` with short queries splits its work over
   threads by batch size;
 * ``group_norm`` and ``conv2d`` pick other kernels when their input is not in
@@ -23,9 +24,9 @@ Inside :class:`batch_invariant`, linear and attention with fewer than
 group_norm and conv2d get contiguous inputs, and oneDNN and NNPACK are off.
 Each sample then goes through the kernels a batch of one would use. The big
 matrix products and every convolution still run batched. On CUDA the
-renderer does not use this mode: cuDNN/cuBLAS are not batch-invariant
-either, and there a cell matches its single render only to within fp16
-rounding.
+renderer does not use this mode (it would cost GPU throughput, and
+cuDNN/cuBLAS kernels vary with batch size in ways these switches do not
+cover), so there a cell may differ from its single render by rounding.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ image only, so an image depends on its prompt and seed alone, never on which
 other images share its batch or on the device's RNG (as A1111's "CPU" RNG
 source). On the CPU the pipeline runs inside ``batch_invariant`` so that a
 cell of a batched grid is bit-identical to its single render; on CUDA it runs
-batched in fp16 and matches its single render to within fp16 rounding.
+batched in fp16 without that mode, so a cell and its single render may differ
+by rounding (cuDNN/cuBLAS pick kernels by batch size; not measured here).
 """
 from __future__ import annotations
 
