@@ -54,7 +54,9 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
         raise RenderInputError(
             f"no base-model config at {config_dir} (fill BASE_CONFIGS_DIR with infra/scripts/fetch-base-configs.sh)"
         )
-    kwargs: dict[str, Any] = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch_dtype_for(device)}
+    kwargs: dict[str, Any] = {"config": str(config_dir), "local_files_only": True}
+    if torch_dtype_for(device) != torch.float32:  # float32 is diffusers' default; naming it only adds a warning
+        kwargs["torch_dtype"] = torch_dtype_for(device)
     if arch == "sdxl":
         kwargs["add_watermarker"] = False  # renders must not depend on an optional package
     else:
