@@ -66,6 +66,9 @@ class _Progress:
     def __call__(self, done: int, total: int, done_bytes: int, total_bytes: int) -> None:
         if self.bar is None:
             return
+        if not total_bytes:  # LoRA merges count modules, not bytes
+            done_bytes, total_bytes = done, total
+            self.bar.unit, self.bar.unit_scale = "module", False
         if self.bar.total != total_bytes:
             self.bar.total = total_bytes
         self.bar.n = done_bytes

@@ -318,7 +318,8 @@ class _Run:
                     specs.append(TensorSpec(tname, out_dtype, tuple(data.shape)))
                     offsets[tname] = (pos, len(raw))
                     pos += len(raw)
-                self.report(i + 1, len(names), pos, 0)
+                # Sizes are unknown until every module is merged: count modules only.
+                self.report(i + 1, len(names), 0, 0)
             meta = self.metadata(kind="lora") if final else {}
             writer, hasher = self._writer(out_fd, specs, meta, hashed=final)
             for spec in sorted(specs, key=lambda s: s.name):

@@ -14,11 +14,17 @@ from hub.files.services import FileRejected
 class Command(BaseCommand):
     help = "Stream a local model file into storage, hash and validate it, and create its catalogue rows."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # The interface is `--version NAME`; Django's own `--version`
+        # (print Django's version) gives way to it.
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
         parser.add_argument("--owner", required=True, help="username of the model's owner")
         parser.add_argument("--model", required=True, help="model name (created if it does not exist)")
-        parser.add_argument("--version", default="v1.0")
+        parser.add_argument("--version", default="v1.0", help="version name (default v1.0)")
         parser.add_argument("--type", default=Model.Type.CHECKPOINT, choices=Model.Type.values)
         parser.add_argument("--base-model", default=ModelVersion.BaseModel.SD_1_5, choices=ModelVersion.BaseModel.values)
         parser.add_argument("--trained-word", action="append", default=[], dest="trained_words")

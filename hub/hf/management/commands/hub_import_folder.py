@@ -18,12 +18,17 @@ class Command(BaseCommand):
         "served to huggingface_hub and DiffusionPipeline.from_pretrained as a repo."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # `--version NAME` as in hub_import_file; Django's own `--version` gives way.
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path, help="the folder, e.g. one written by pipe.save_pretrained()")
         parser.add_argument("--owner", required=True, help="username of the model's owner")
         parser.add_argument("--model", required=True, help="model name (created if it does not exist)")
-        # Not --version: Django's BaseCommand already owns that option.
-        parser.add_argument("--version-name", default="v1.0")
+        parser.add_argument("--version", "--version-name", dest="version_name", default="v1.0",
+                            help="version name (default v1.0)")
         parser.add_argument("--type", default=Model.Type.CHECKPOINT, choices=Model.Type.values)
         parser.add_argument("--base-model", default=ModelVersion.BaseModel.SD_1_5, choices=ModelVersion.BaseModel.values)
         parser.add_argument("--tag", action="append", default=[], dest="tags")
