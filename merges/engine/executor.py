@@ -246,9 +246,17 @@ class _Run:
         for src in self.sources:
             if src.name not in self.recipe.inputs:
                 continue
-            sha = self.known_sha256s.get(src.name) or self.recipe.inputs[src.name].get("sha256")
+            # Hashes the caller already verified (the registry's stored files) are trusted;
+            # a hash pinned in the recipe is a claim about a file we were handed, so check it.
+            sha = self.known_sha256s.get(src.name)
             if not sha:
                 sha = hash_file(src.path, kinds=("sha256",))["sha256"]
+                pinned = self.recipe.inputs[src.name].get("sha256")
+                if pinned and pinned.lower() != sha:
+                    raise MergeError(
+                        "input_hash",
+                        f"inputs.{src.name}: {src.path} has sha256 {sha}, but the recipe pins {pinned.lower()}",
+                    )
             src.sha256 = sha.lower()
             out[src.name] = src.sha256
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -26,7 +27,8 @@ def workdir(tmp_path: Path) -> Path:
     write(models / "a.safetensors", checkpoint(1))
     write(models / "b.safetensors", checkpoint(2))
     r = recipe([{"id": "m", "op": "weighted_sum", "inputs": ["a", "b"], "alpha": 0.4}], ["a", "b"])
-    r["inputs"] = {"a": {"path": "models/a.safetensors"}, "b": {"sha256": "b" * 64}}
+    pin = hashlib.sha256((models / "b.safetensors").read_bytes()).hexdigest()
+    r["inputs"] = {"a": {"path": "models/a.safetensors"}, "b": {"sha256": pin}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(r))
     return tmp_path
 
@@ -61,8 +63,17 @@ def test_run_resolves_paths_against_the_recipe(workdir, capsys, monkeypatch) -> 
     assert code == 0, captured.err
     result = json.loads(captured.out)
     assert result["tensors"] == len(load_file(str(out)))
-    assert result["input_sha256s"]["b"] == "b" * 64  # the recipe's pin is trusted
+    assert result["input_sha256s"]["b"] == hashlib.sha256((workdir / "models" / "b.safetensors").read_bytes()).hexdigest()
     assert captured.err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_run_refuses_a_file_that_is_not_the_pinned_one(workdir, capsys) -> None:
+    out = workdir / "out.safetensors"
+    code = main(["run", str(workdir / "recipe.yaml"), "-o", str(out), "--input", f"b={workdir / 'models' / 'a.safetensors'}"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "inputs.b:" in err and "the recipe pins" in err
+    assert leftovers(workdir, {"models", "recipe.yaml"}) == []
 
 
 def test_run_usage_errors_exit_2(workdir, capsys) -> None:
