@@ -190,7 +190,7 @@ def main() -> None:
     recipe: Recipe = recipe_create(
         owner=user, title=f"Bench {stamp}", source=sd1_document(versions["base"].pk, versions["anime"].pk)
     )
-    token = api_key_create(user=user, name="bench", scopes=["run", "upload"]).plaintext
+    token = api_key_create(user=user, name="bench", scopes=["read", "run", "upload"]).plaintext
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 

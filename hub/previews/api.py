@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from hub.accounts.auth import HasScope
 from hub.api.errors import error_body
 from hub.api.negotiation import JsonOnlyNegotiation
+from hub.api.permissions import ReadScopeIfKey
 from hub.api.schemas import ErrorOut
 from hub.catalog.api_serialize import iso
 from hub.catalog.selectors import version_get_for
@@ -123,7 +124,8 @@ class PreviewView(APIView):
 
     def get_permissions(self):
         if self.request.method in ("GET", "HEAD", "OPTIONS"):
-            return [AllowAny()]
+            # As in the catalogue: anyone may read, but an API key only with `read`.
+            return [ReadScopeIfKey()]
         self.required_scope = "run"
         return [HasScope()]
 

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from hub.accounts.auth import HasScope
 from hub.api.errors import error_body
 from hub.api.negotiation import JsonOnlyNegotiation
+from hub.api.permissions import ReadScopeIfKey
 from hub.api.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor, page_metadata, parse_limit
 from hub.api.schemas import ErrorOut
 from hub.catalog.api_serialize import iso
@@ -203,7 +204,8 @@ class RegistryView(APIView):
 
     def get_permissions(self):
         if self.request.method in ("GET", "HEAD", "OPTIONS"):
-            return [AllowAny()]
+            # As in the catalogue: anyone may read, but an API key only with `read`.
+            return [ReadScopeIfKey()]
         self.required_scope = self.write_scope
         return [HasScope()]
 

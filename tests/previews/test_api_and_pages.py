@@ -43,6 +43,7 @@ def test_signed_in_users_request_previews_and_follow_the_job(
     assert body["status"] == "queued" and body["images"] == {"done": 0, "total": 4} and body["progress"] == 0
     assert body["requestedBy"] == "bob" and body["spec"]["sampler"] == "Euler"
     RenderJob.objects.filter(pk=body["id"]).update(status="running", images_done=1)
+    assert client_for(bob, ["run"]).get(body["url"]).status_code == 403  # a key reads only with `read`
     job = api_client.get(body["url"])  # anyone who can see the version can follow it
     assert job.status_code == 200 and job["Cache-Control"] == "no-store"
     assert job.json()["progress"] == 0.25 and job.json()["images"] == {"done": 1, "total": 4}

@@ -74,7 +74,7 @@ def test_validate_endpoint_locates_errors_on_lines(api_client):
 
 
 def test_versions_identical_document_creates_nothing(alice, public_recipe):
-    api = client_for(alice, ["upload"])
+    api = client_for(alice, ["read", "upload"])
     document = public_recipe.versions.get().document
     response = api.post(f"/api/v1/recipes/{public_recipe.pk}/versions", {"document": document}, format="json")
     assert response.status_code == 200 and response.json()["created"] is False
@@ -144,6 +144,15 @@ def test_write_endpoints_need_their_scopes(bob, public_recipe, enqueued):
     anonymous = client_for(bob, ["run"])
     anonymous.credentials()
     assert anonymous.post(f"/api/v1/recipes/{public_recipe.pk}/run", {}, format="json").status_code in (401, 403)
+
+
+def test_reads_are_public_but_a_key_reads_only_with_the_read_scope(bob, public_recipe):
+    anonymous = client_for(bob, ["read"])
+    anonymous.credentials()
+    assert anonymous.get(f"/api/v1/recipes/{public_recipe.pk}").status_code == 200
+    run_only = client_for(bob, ["run"]).get(f"/api/v1/recipes/{public_recipe.pk}")
+    assert run_only.status_code == 403 and "'read' scope" in run_only.json()["error"]
+    assert client_for(bob, ["read"]).get(f"/api/v1/recipes/{public_recipe.pk}/versions").status_code == 200
 
 
 def test_run_with_an_input_whose_licence_forbids_derivatives_is_403_with_reason(alice, bob, enqueued):
