@@ -128,6 +128,7 @@ if S3_BUCKET:
         "file_overwrite": True,
         "default_acl": None,
         "addressing_style": env_str("S3_ADDRESSING_STYLE", "path"),
+        "signature_version": "s3v4",
     }
     _blob_backend = {"BACKEND": "hub.files.storage.S3BlobStorage", "OPTIONS": _s3_options}
     _media_backend = {"BACKEND": "hub.files.storage.S3BlobStorage", "OPTIONS": {**_s3_options, "location": "media"}}

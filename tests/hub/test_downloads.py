@@ -57,6 +57,35 @@ def test_s3_download_redirects_to_presigned_url_with_the_stored_bytes(client, al
     assert Download.objects.filter(version=_version(model)).count() == 1
 
 
+def test_s3_presigned_url_is_what_boto3_signs(settings):
+    """The fast path signs exactly the URL boto3's generate_presigned_url gives (SigV4, path style)."""
+    import datetime
+    from unittest import mock
+
+    import boto3
+    import botocore.auth
+    from botocore.client import Config
+
+    from hub.files.storage import blob_storage
+
+    storage = blob_storage()
+    options = settings.STORAGES["blobs"]["OPTIONS"]
+    reference = boto3.session.Session().client(
+        "s3", endpoint_url=options["public_endpoint_url"], aws_access_key_id=options["access_key"],
+        aws_secret_access_key=options["secret_key"], region_name=options["region_name"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    key = "blobs/sha256/ab/odd name+é~.safetensors"
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=datetime.datetime(2026, 11, 28, 12)):
+        ours = storage.download_url(key, 'my "file" é.safetensors', expires=120)
+        theirs = reference.generate_presigned_url("get_object", Params={
+            "Bucket": storage.bucket_name, "Key": storage._key(key),
+            "ResponseContentDisposition": 'attachment; filename="my file é.safetensors"',
+            "ResponseContentType": "application/octet-stream",
+        }, ExpiresIn=120)
+    assert ours == theirs
+
+
 def test_s3_presigned_url_honours_range(client, alice):
     data = tiny_safetensors_bytes(12)
     model = make_published_model(alice, "S3 Range", data=data)
