@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hub.accounts.models import ApiKey, User
+from hub.catalog.api_prepared import PreparedValuesQuery
 
 KEY_PREFIX = "mw_"
 ALL_SCOPES = [choice.value for choice in ApiKey.Scope]
@@ -52,12 +53,35 @@ class InvalidApiKey(Exception):
     pass
 
 
+_KEY_FIELDS = tuple(f.attname for f in ApiKey._meta.concrete_fields)
+_USER_FIELDS = tuple(f.attname for f in User._meta.concrete_fields)
+# Every API-key request starts with this lookup, so it runs as a prepared
+# statement: compiling the joined query with the ORM each time cost more than
+# the rest of a cached request.
+_KEY_BY_PREFIX = PreparedValuesQuery(
+    "mw_api_key_by_prefix",
+    lambda prefix: ApiKey.objects.filter(prefix=prefix).values(*_KEY_FIELDS, *(f"user__{n}" for n in _USER_FIELDS)),
+    (str,),
+    json_fields=("scopes",),
+)
+
+
+def _api_key_with_user(prefix: str) -> ApiKey | None:
+    rows = _KEY_BY_PREFIX.rows(prefix)
+    if not rows:
+        return None
+    row = rows[0]
+    key = ApiKey.from_db("default", _KEY_FIELDS, [row[n] for n in _KEY_FIELDS])
+    key.user = User.from_db("default", _USER_FIELDS, [row[f"user__{n}"] for n in _USER_FIELDS])
+    return key
+
+
 def api_key_authenticate(plaintext: str) -> ApiKey:
     """Return the active key for `plaintext`, or raise InvalidApiKey with a reason."""
     if not plaintext.startswith(KEY_PREFIX) or plaintext.count("_") < 2:
         raise InvalidApiKey("malformed API key")
     prefix, _, secret = plaintext[len(KEY_PREFIX):].partition("_")
-    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    key = _api_key_with_user(prefix)
     if key is None or not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
         raise InvalidApiKey("unknown API key")
     if key.revoked_at is not None:

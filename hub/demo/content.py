@@ -34,10 +34,37 @@ LORA_DESCRIPTION = """A kohya-format LoRA for the tiny checkpoint, with the `ss_
 metadata real trainers write. Trigger word: `mwstyle`."""
 
 
+RECIPE_TITLE = "Tiny Watercolor Blend"
+RECIPE_DESCRIPTION = (
+    "Blends the two tiny checkpoints (more of the anime one in the middle and output blocks), "
+    "then bakes in the watercolor LoRA. Fork it, move a block slider, and run it."
+)
+
+
 @dataclass
 class DemoSummary:
     user: User
     created: list[Model]
+    recipe: object = None
+
+
+def demo_recipe_document(base_version: int, anime_version: int, lora_version: int) -> dict:
+    # 26 SD1 block weights: BASE, IN00-IN11, M00, OUT00-OUT11.
+    blocks = [0.3] + [0.2] * 12 + [0.5] + [0.6] * 12
+    return {
+        "format": "mergeworks/recipe@1",
+        "architecture": "sd1",
+        "inputs": {
+            "base": {"model_version": base_version},
+            "anime": {"model_version": anime_version},
+            "style": {"model_version": lora_version},
+        },
+        "steps": [
+            {"id": "blend", "op": "weighted_sum", "inputs": ["base", "anime"], "alpha": {"blocks": blocks}},
+            {"id": "styled", "op": "apply_lora", "inputs": ["blend", "style"], "strength": 0.7},
+        ],
+        "output": {"step": "styled", "dtype": "fp16"},
+    }
 
 
 def tiny_checkpoint(path: Path, seed: int) -> Path:
@@ -63,6 +90,10 @@ def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
             )
             if not wanted or not isinstance(layer, torch.nn.Linear):
                 continue
+            if prefix == "lora_te" and not name.startswith("text_model."):
+                # kohya names follow the original CLIPTextModel tree (text_model.encoder…),
+                # which newer transformers versions no longer nest under text_model.
+                name = f"text_model.{name}"
             key = f"{prefix}_{name.replace('.', '_')}"
             tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=g) * 0.1
             tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=g) * 0.1
@@ -106,4 +137,23 @@ def demo_seed() -> DemoSummary:
                 trained_words=words,
             )
             created.append(result.model)
-    return DemoSummary(user=user, created=created)
+    return DemoSummary(user=user, created=created, recipe=_demo_recipe(user))
+
+
+def _demo_recipe(user: User):
+    from merges.registry.models import Recipe
+    from merges.registry.services import recipe_create
+
+    existing = Recipe.objects.filter(owner=user, title=RECIPE_TITLE).first()
+    if existing is not None:
+        return existing
+    versions = {
+        m.name: m.versions.order_by("id").first()
+        for m in Model.objects.filter(owner=user, name__in=["Tiny SD1 Base", "Tiny SD1 Anime", "Watercolor Style LoRA"])
+    }
+    document = demo_recipe_document(
+        versions["Tiny SD1 Base"].pk, versions["Tiny SD1 Anime"].pk, versions["Watercolor Style LoRA"].pk
+    )
+    return recipe_create(
+        owner=user, title=RECIPE_TITLE, source=document, description=RECIPE_DESCRIPTION, message="demo recipe"
+    )

@@ -31,6 +31,7 @@ def run_recipe(
     should_cancel: Callable[[], bool] | None = None,
     input_sha256s: Mapping[str, str] | None = None,
     output_hashes: bool = False,
+    hash_output: bool = True,
 ) -> "RunResult":
     """Run a recipe into ``output_path``; see ``executor.execute``.
 
@@ -49,4 +50,5 @@ def run_recipe(
         should_cancel=should_cancel,
         input_sha256s=input_sha256s,
         output_hashes=output_hashes,
+        hash_output=hash_output,
     )

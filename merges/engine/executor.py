@@ -43,6 +43,7 @@ from torch import Tensor
 
 from . import methods
 from .blocks import block_index
+from .direct_io import DirectFileWriter
 from .hashing import FileHasher, autov1_of_file, hash_file
 from .recipe import OPS, Recipe, RecipeError, Step, canonical_dumps, merge_key, parse_recipe, resolve_inputs
 from .safetensors_io import (
@@ -63,6 +64,11 @@ _OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 _QUEUE_DEPTH = 6
 _PREFETCH_BUDGET = 96 << 20  # bytes of input slices read ahead of the compute
 _COPY_CHUNK = 8 << 20
+# Elements per key slice handed to a compute thread. Each slice costs a few
+# dozen Python-level torch calls; at 1M elements that overhead (and the GIL
+# traffic between reader, compute and writer threads) stays small next to the
+# maths, while a slice's float32 temporaries are still only a few MB.
+SLICE_ELEMS = 1 << 20
 
 
 class MergeError(RuntimeError):
@@ -177,6 +183,7 @@ class _Run:
         should_cancel: CancelFn | None,
         input_sha256s: Mapping[str, str],
         output_hashes: bool,
+        hash_output: bool,
         fsync: bool,
         chunk_elems: int,
         threads: int,
@@ -189,6 +196,7 @@ class _Run:
         self.should_cancel = should_cancel
         self.known_sha256s = dict(input_sha256s)
         self.output_hashes = output_hashes
+        self.hash_output = hash_output or output_hashes
         self.fsync = fsync
         self.chunk_elems = chunk_elems
         self.threads = threads
@@ -340,7 +348,7 @@ class _Run:
                     writer.write_bytes(spec.name, memoryview(chunk))
                     done += len(chunk)
             writer.close()
-            return (hasher, len(specs)) if hasher is not None else None
+            return (hasher, len(specs)) if final else None
         finally:
             os.close(spool_fd)
 
@@ -521,28 +529,37 @@ class _Run:
             self.progress(done, total, done_bytes, total_bytes)
 
     def _writer(
-        self, fd: int, specs: list[TensorSpec], meta: dict[str, str], hashed: bool = True
+        self, fd: int, specs: list[TensorSpec], meta: dict[str, str], hashed: bool = True,
+        raw_write: Callable[[memoryview], None] | None = None,
     ) -> tuple[SafetensorsWriter, FileHasher | None]:
-        if not hashed:
-            return SafetensorsWriter(fd, specs, meta), None
+        if not (hashed and self.hash_output):
+            return SafetensorsWriter(fd, specs, meta, raw_write=raw_write), None
         hasher = FileHasher() if self.output_hashes else FileHasher(("sha256",))
         # The executor never reuses memory it has written, so the hasher may
         # read it later without a copy.
         try:
-            return SafetensorsWriter(fd, specs, meta, sink=lambda view: hasher.update(view, owned=True)), hasher
+            sink = lambda view: hasher.update(view, owned=True)  # noqa: E731
+            return SafetensorsWriter(fd, specs, meta, sink=sink, raw_write=raw_write), hasher
         except BaseException:
             hasher.close()
             raise
 
     # ---- streaming the checkpoint -------------------------------------------------------------
-    def stream(self, plans: list[KeyPlan], fd: int) -> FileHasher:
+    def stream(self, plans: list[KeyPlan], fd: int) -> FileHasher | None:
         specs = [TensorSpec(p.name, p.dtype, p.shape) for p in plans]
-        writer, hasher = self._writer(fd, specs, self.metadata())
-        assert hasher is not None
+        out = DirectFileWriter(fd)
+        try:
+            writer, hasher = self._writer(fd, specs, self.metadata(), raw_write=out.write)
+        except BaseException:
+            out.abort()
+            raise
         try:
             self._stream(plans, writer)
+            out.close()
         except BaseException:
-            hasher.close()
+            out.abort()
+            if hasher is not None:
+                hasher.close()
             raise
         return hasher
 
@@ -672,13 +689,13 @@ class _Run:
                 raise MergeError("lora", str(e)) from None
             finally:
                 os.close(fd)
-        hashes = hasher.hexdigests()
+        hashes = hasher.hexdigests() if hasher is not None else {}
         size = os.path.getsize(tmp)
         os.replace(tmp, self.output_path)
         self.temp_files.remove(tmp)
         return RunResult(
             output_path=self.output_path,
-            sha256=hashes["sha256"] or "",
+            sha256=hashes.get("sha256") or "",
             tensors=n_tensors,
             bytes=size,
             merge_key=self.merge_key,
@@ -999,14 +1016,20 @@ def execute(
     should_cancel: CancelFn | None = None,
     input_sha256s: Mapping[str, str] | None = None,
     output_hashes: bool = False,
+    hash_output: bool = True,
     fsync: bool = False,
-    chunk_elems: int = methods.CHUNK,
+    chunk_elems: int = SLICE_ELEMS,
     threads: int | None = None,
 ) -> RunResult:
     """Run ``recipe`` on the files in ``inputs`` (name -> path) into ``output_path``.
 
     ``input_sha256s`` gives already-known input hashes (the hub knows them);
     inputs without one are hashed first, for the provenance metadata.
+    The output's SHA-256 is computed while it is written (``RunResult.sha256``;
+    all Civitai hashes with ``output_hashes``) unless ``hash_output`` is false:
+    on CPUs without SHA extensions hashing a checkpoint takes longer than
+    merging it, so a caller that hashes the file anyway (the hub's ingest)
+    should not pay twice. ``RunResult.sha256`` is then empty.
     ``threads`` slices are computed at once (default: one per CPU core, one
     on CUDA); each uses a single torch thread, so the output is the same for
     any thread count.
@@ -1032,6 +1055,7 @@ def execute(
         should_cancel,
         input_sha256s or {},
         output_hashes,
+        hash_output,
         fsync,
         chunk_elems,
         threads or (1 if device.startswith("cuda") else min(os.cpu_count() or 1, 8)),

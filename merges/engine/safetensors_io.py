@@ -463,7 +463,8 @@ class SafetensorsWriter:
     Tensors must then be written in sorted name order, whole or in pieces;
     ``close`` checks that every byte promised by the header was written.
     ``sink`` is called with every chunk written (header included), e.g. to
-    hash the output while it is produced.
+    hash the output while it is produced. ``raw_write`` replaces the plain
+    ``os.write`` loop (see ``direct_io``).
     """
 
     def __init__(
@@ -472,9 +473,11 @@ class SafetensorsWriter:
         specs: Sequence[TensorSpec],
         metadata: Mapping[str, str] | None = None,
         sink: Callable[[memoryview], None] | None = None,
+        raw_write: Callable[[memoryview], None] | None = None,
     ) -> None:
         self._fd = fd
         self._sink = sink
+        self._raw_write = raw_write
         header, self.infos = build_header(specs, metadata)
         self._order = list(self.infos)
         self._index = 0
@@ -484,9 +487,12 @@ class SafetensorsWriter:
         self._write_raw(memoryview(header))
 
     def _write_raw(self, view: memoryview) -> None:
-        done = 0
-        while done < len(view):
-            done += os.write(self._fd, view[done:])
+        if self._raw_write is not None:
+            self._raw_write(view)
+        else:
+            done = 0
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
         if self._sink is not None:
             self._sink(view)
 

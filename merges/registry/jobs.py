@@ -244,6 +244,8 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
                 should_cancel=heartbeat.should_cancel,
                 # Verified by the cache on fetch; the engine need not hash them again.
                 input_sha256s={name: ref["sha256"] for name, ref in job.inputs.items()},
+                # The ingest of the output computes every hash; hashing while writing would be a second pass.
+                hash_output=False,
             )
             engine_seconds = time.perf_counter() - started
             if heartbeat.lost:

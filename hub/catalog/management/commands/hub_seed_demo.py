@@ -4,10 +4,12 @@ from hub.demo.content import DEMO_PASSWORD, DEMO_USERNAME, demo_seed
 
 
 class Command(BaseCommand):
-    help = "Create the demo user and a few tiny demo models (idempotent)."
+    help = "Create the demo user and a few tiny demo models and a recipe that merges them (idempotent)."
 
     def handle(self, *args, **opts):
         summary = demo_seed()
         for model in summary.created:
             self.stdout.write(f"created demo model {model.pk}: {model.name}")
+        if summary.recipe is not None:
+            self.stdout.write(f"demo recipe {summary.recipe.pk}: {summary.recipe.title}")
         self.stdout.write(f"demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}")
