@@ -32,6 +32,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._live import wait_until_healthy  # noqa: E402
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_bench")
 os.environ.setdefault("S3_BUCKET", "mergeworks-bench")
 os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
@@ -180,18 +182,7 @@ class LiveServer:
              "--log-level", "warning"],
             cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"},
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", "/api/v1/health")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise SystemExit("gunicorn did not start")
+        wait_until_healthy(self.port)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         return self
 

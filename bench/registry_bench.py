@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._live import wait_until_healthy  # noqa: E402
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_regbench")
 os.environ.setdefault("S3_BUCKET", "mergeworks-regbench")
 os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
@@ -110,18 +112,7 @@ class LiveServer:
              "--log-level", "warning"],
             cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"}, start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                probe.request("GET", "/api/v1/health")
-                if probe.getresponse().status == 200:
-                    probe.close()
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise SystemExit("gunicorn did not start")
+        wait_until_healthy(self.port)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         return self
 
