@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Tag(models.Model):
@@ -122,7 +123,8 @@ class Download(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="downloads")
     file_id = models.BigIntegerField(null=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set explicitly when events are written in bulk after the fact.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
 
 class DownloadRollup(models.Model):

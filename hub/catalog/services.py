@@ -127,22 +127,35 @@ def download_record(*, version: ModelVersion, file_id: int | None, user) -> None
 
 
 def downloads_rollup() -> int:
-    """Fold new Download rows into the version and model counters; returns rows folded."""
+    """Fold new Download rows into the version and model counters; returns rows folded.
+
+    Pending download events (Redis) become rows first, under the same lock,
+    so two rollups never write the same batch.
+    """
+    from hub.catalog.download_events import download_events_flush
+
     with transaction.atomic():
         state, _ = DownloadRollup.objects.select_for_update().get_or_create(pk=1)
-        upto = Download.objects.filter(id__gt=state.last_download_id).aggregate(m=Max("id"))["m"]
-        if upto is None:
-            return 0
-        pending = Download.objects.filter(id__gt=state.last_download_id, id__lte=upto)
-        per_version = pending.values("version_id", "version__model_id").annotate(n=Count("id"))
-        folded = 0
-        per_model: dict[int, int] = {}
-        for row in per_version:
-            ModelVersion.objects.filter(pk=row["version_id"]).update(download_count=F("download_count") + row["n"])
-            per_model[row["version__model_id"]] = per_model.get(row["version__model_id"], 0) + row["n"]
-            folded += row["n"]
-        for model_id, n in per_model.items():
-            Model.objects.filter(pk=model_id).update(download_count=F("download_count") + n)
-        state.last_download_id = upto
-        state.save(update_fields=["last_download_id"])
+        flushed = download_events_flush()
+        folded = _downloads_fold(state)
+    flushed.release()  # committed: the claimed events are rows now
+    return folded
+
+
+def _downloads_fold(state: DownloadRollup) -> int:
+    upto = Download.objects.filter(id__gt=state.last_download_id).aggregate(m=Max("id"))["m"]
+    if upto is None:
+        return 0
+    pending = Download.objects.filter(id__gt=state.last_download_id, id__lte=upto)
+    per_version = pending.values("version_id", "version__model_id").annotate(n=Count("id"))
+    folded = 0
+    per_model: dict[int, int] = {}
+    for row in per_version:
+        ModelVersion.objects.filter(pk=row["version_id"]).update(download_count=F("download_count") + row["n"])
+        per_model[row["version__model_id"]] = per_model.get(row["version__model_id"], 0) + row["n"]
+        folded += row["n"]
+    for model_id, n in per_model.items():
+        Model.objects.filter(pk=model_id).update(download_count=F("download_count") + n)
+    state.last_download_id = upto
+    state.save(update_fields=["last_download_id"])
     return folded

@@ -21,23 +21,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, StreamingHttpResponse
-from django.utils import timezone
 from django.utils.http import content_disposition_header
 from rest_framework.throttling import BaseThrottle
 
 from hub.api.errors import json_error
 from hub.catalog.api_prepared import PreparedValuesQuery
 from hub.catalog.api_selectors import version_visible_q_for
-from hub.catalog.models import Download, Model
+from hub.catalog.download_events import download_event_record
+from hub.catalog.models import Model
 from hub.files.models import ModelFile
 from hub.files.storage import blob_storage
+from hub.redis_conn import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -141,21 +141,6 @@ def download_file_select(
 
 # --- rate limit ---------------------------------------------------------------
 
-_redis_clients: dict[str, Any] = {}
-
-
-def _redis_client():
-    url = getattr(settings, "REDIS_URL", None)
-    if not url:
-        return None
-    client = _redis_clients.get(url)
-    if client is None:
-        import redis
-
-        client = _redis_clients[url] = redis.Redis.from_url(url)
-    return client
-
-
 def _client_ident(request: HttpRequest) -> str:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
@@ -179,7 +164,7 @@ def download_rate_limit(request: HttpRequest, *, scope: str = "download") -> Non
     now = time.time()
     window = int(now // RATE_WINDOW_SECONDS)
     key = f"mw:rl:{scope}:{_client_ident(request)}:{window}"
-    client = _redis_client()
+    client = redis_client()
     if client is not None:
         count = client.incr(key)
         if count == 1:
@@ -215,23 +200,9 @@ def is_fresh_download(request: HttpRequest) -> bool:
 
 
 def download_count(*, version_id: int, file_id: int | None, user) -> None:
-    """Append one Download row; `downloads_rollup` folds them into the counters.
-
-    On PostgreSQL the insert commits with synchronous_commit off (set for this
-    one statement's transaction only): a download count lost in a crash is
-    harmless, and waiting for the WAL flush would dominate the request.
-    """
+    """Record one download; `downloads_rollup` folds them into the counters."""
     user_id = user.pk if user is not None and user.is_authenticated else None
-    if connection.vendor != "postgresql":
-        Download.objects.create(version_id=version_id, file_id=file_id, user_id=user_id)
-        return
-    table = connection.ops.quote_name(Download._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (version_id, file_id, user_id, created_at) "
-            "SELECT %s, %s, %s, %s FROM (SELECT set_config('synchronous_commit', 'off', true)) AS local_setting",
-            [version_id, file_id, user_id, timezone.now()],
-        )
+    download_event_record(version_id=version_id, file_id=file_id, user_id=user_id)
 
 
 # --- responses ----------------------------------------------------------------
