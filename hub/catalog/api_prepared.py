@@ -9,7 +9,7 @@ between 2x and 10x the cost of /api/v1/health.
 So the query is still written with the ORM (the visibility rules stay in
 `version_visible_q`), compiled once with sentinel arguments, then PREPAREd once
 per database connection and EXECUTEd with the real arguments. Other databases
-(SQLite in embedded mode) run the compiled SQL directly.
+(SQLite in embedded mode) run the plain queryset.
 """
 from __future__ import annotations
 
@@ -94,15 +94,15 @@ class PreparedValuesQuery:
     def rows(self, *args: Any) -> list[Row]:
         if len(args) != self._arity:
             raise TypeError(f"{self.name} takes {self._arity} arguments")
+        if connection.vendor != "postgresql":
+            # The plain queryset: the ORM's converters turn SQLite's text
+            # into aware datetimes, decoded JSON and so on.
+            return list(self._build(*args))
         compiled = self._compiled or self._compile()
         self._compiled = compiled
         values = [args[v] if kind == "arg" else v for kind, v in compiled.params]
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                result = self._execute_prepared(cursor, compiled, values)
-            else:
-                cursor.execute(compiled.sql, values)
-                result = cursor.fetchall()
+            result = self._execute_prepared(cursor, compiled, values)
         rows = [dict(zip(compiled.fields, row)) for row in result]
         for row in rows:
             for name in self._json_fields:

@@ -407,10 +407,12 @@ def run_when_closed(response: HttpResponseBase, fn: Callable[[], None]) -> None:
     which fires request_finished and may close the database connection.
     """
     django_close = response.close
+    pending = [fn]  # close() may be called more than once (test client, middleware); run fn once
 
     def close() -> None:
         try:
-            fn()
+            if pending:
+                pending.pop()()
         except Exception:  # the response is already out; never fail its close
             logger.exception("post-response task failed")
         finally:
