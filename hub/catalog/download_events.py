@@ -1,8 +1,8 @@
 """Download events: one cheap append per served download, folded into rows later.
 
-With Redis, a download costs the request one RPUSH (a fraction of a database
-round trip) and `downloads_rollup` moves the pending events into `Download`
-rows in bulk. Without Redis (embedded mode) the row is inserted directly.
+With Redis, a download costs the request an append to an in-process outbox,
+sent to a Redis list in batches, and `downloads_rollup` moves the pending
+events into `Download` rows in bulk. Without Redis (embedded mode) the row is inserted directly.
 
 Events are claimed by renaming the pending list to a unique key, so new
 downloads go on being appended while a batch is written; a claimed key is
@@ -13,6 +13,10 @@ the last rollup. Both are acceptable for popularity counters.
 """
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,14 +28,64 @@ from django.utils import timezone
 from hub.catalog.models import Download, ModelVersion
 from hub.redis_conn import redis_client
 
+logger = logging.getLogger(__name__)
+
 PENDING_KEY = "mw:downloads:pending"
 _CLAIMED_PREFIX = "mw:downloads:claimed:"
 
 
+class _Outbox:
+    """Events of this process, sent to Redis in batches by a background thread.
+
+    The request only appends to a list; a send costs one round trip per batch
+    instead of one per download. Events still here when the process dies
+    hard are lost (at most ``FLUSH_SECONDS`` worth); a normal exit sends them.
+    """
+
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self._events: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, event: str) -> None:
+        with self._lock:
+            self._events.append(event)
+            if self._thread is None or self._pid != os.getpid():  # a forked worker starts its own
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="download-events", daemon=True)
+                self._thread.start()
+                atexit.register(self.send)
+
+    def send(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        if not events:
+            return
+        client = redis_client()
+        try:
+            client.rpush(PENDING_KEY, *events)
+        except Exception:  # Redis away: keep them for the next try
+            logger.warning("could not send %d download events; will retry", len(events), exc_info=True)
+            with self._lock:
+                self._events[:0] = events
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.FLUSH_SECONDS)
+            self._wake.clear()
+            self.send()
+
+
+_outbox = _Outbox()
+
+
 def download_event_record(*, version_id: int, file_id: int | None, user_id: int | None) -> None:
-    client = redis_client()
-    if client is not None:
-        client.rpush(PENDING_KEY, f"{version_id},{file_id or ''},{user_id or ''},{time.time():.3f}")
+    if redis_client() is not None:
+        _outbox.add(f"{version_id},{file_id or ''},{user_id or ''},{time.time():.3f}")
         return
     if connection.vendor != "postgresql":
         Download.objects.create(version_id=version_id, file_id=file_id, user_id=user_id)
@@ -67,6 +121,8 @@ def download_events_flush() -> FlushedEvents:
     if client is None:
         return FlushedEvents(0, [])
     import redis
+
+    _outbox.send()  # this process's own, so a rollup right after a download sees it
 
     claimed = [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=_CLAIMED_PREFIX + "*")]
     key = _CLAIMED_PREFIX + uuid.uuid4().hex

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 
 import pytest
@@ -178,6 +179,9 @@ def test_download_events_wait_in_redis_until_the_rollup(client, alice, local_sto
     for m in (model, model, gone):
         b"".join(client.get(_url(m)).streaming_content)
     assert not Download.objects.filter(version__model__in=[model, gone]).exists()
+    deadline = time.monotonic() + 5  # the process's outbox sends in the background, in batches
+    while redis_client().llen(PENDING_KEY) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert redis_client().llen(PENDING_KEY) >= 3
     _version(gone).delete()  # its pending event is dropped, not an error
     # A claim left behind by a crashed rollup is picked up too.
