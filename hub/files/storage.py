@@ -187,6 +187,23 @@ class S3BlobStorage(S3Storage):
         except self.client.exceptions.ClientError:
             self.client.create_bucket(Bucket=self.bucket_name)
 
+    def cors_allow_uploads(self, origins: list[str]) -> None:
+        """Let browsers on `origins` PUT upload parts straight to the bucket (and GET downloads).
+
+        Raises botocore's ClientError where the store has no per-bucket CORS
+        API (MinIO configures CORS server-wide and allows every origin by default).
+        """
+        self.client.put_bucket_cors(
+            Bucket=self.bucket_name,
+            CORSConfiguration={"CORSRules": [{
+                "AllowedOrigins": origins,
+                "AllowedMethods": ["PUT", "GET", "HEAD"],
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": ["ETag", "Content-Length", "Content-Range"],
+                "MaxAgeSeconds": 3600,
+            }]},
+        )
+
 
 class _CountingReader:
     def __init__(self, reader: BinaryIO):
