@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from django.apps import apps
 from django.db import transaction
 
 from hub.catalog.models import ModelVersion
@@ -207,10 +208,22 @@ def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, prima
 
 
 def model_file_delete(*, model_file: ModelFile) -> None:
-    """Delete a file row, and its blob only if no other file shares it."""
+    """Delete a file row, and its blob only if nothing else refers to it.
+
+    Besides other files with the same content, a verified upload waiting for
+    its model form (status ready) holds the blob it was stored under.
+    """
     key = model_file.storage_key
     with transaction.atomic():
         model_file.delete()
-        still_used = ModelFile.objects.filter(storage_key=key).exists()
+        still_used = ModelFile.objects.filter(storage_key=key).exists() or _upload_holds(key)
     if not still_used:
         blob_storage().delete(key)
+
+
+def _upload_holds(key: str) -> bool:
+    # Looked up by label: uploads builds on this app, not the other way round.
+    if not apps.is_installed("hub.uploads"):
+        return False
+    Upload = apps.get_model("uploads", "Upload")
+    return Upload.objects.filter(blob_key=key, status=Upload.Status.READY).exists()

@@ -1,4 +1,4 @@
-"""`manage.py hub_storage_setup`: the bucket exists and browsers on the site may PUT upload parts."""
+"""Blob storage housekeeping: `hub_storage_setup` (bucket, CORS for browser uploads) and when a blob may go."""
 from __future__ import annotations
 
 import io
@@ -34,3 +34,22 @@ def test_local_disk_needs_nothing(local_storage):
     out = io.StringIO()
     call_command("hub_storage_setup", stdout=out)
     assert "nothing to set up" in out.getvalue()
+
+
+def test_deleting_a_file_keeps_a_blob_that_a_ready_upload_holds(alice, local_storage):
+    from hub.files.services import model_file_delete
+    from hub.uploads.models import Upload
+    from hub.uploads.services import upload_create
+    from tests.support.builders import make_published_model, tiny_safetensors_bytes
+
+    data = tiny_safetensors_bytes(41)
+    first = make_published_model(alice, "First", data=data).versions.get().files.get()
+    second = make_published_model(alice, "Second", data=tiny_safetensors_bytes(42)).versions.get().files.get()
+    # A verified upload of the first file's bytes, waiting for its model form.
+    upload = upload_create(owner=alice, filename="same.safetensors", size=len(data))
+    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.READY, blob_key=first.storage_key)
+
+    model_file_delete(model_file=first)
+    assert local_storage.exists(first.storage_key)  # the upload still needs it
+    model_file_delete(model_file=second)
+    assert not local_storage.exists(second.storage_key)  # nothing else held this one
