@@ -14,6 +14,9 @@ export S3_ACCESS_KEY_ID="${S3_ACCESS_KEY_ID:-testing}"
 export S3_SECRET_ACCESS_KEY="${S3_SECRET_ACCESS_KEY:-testing}"
 export MERGEWORKS_DATA_DIR="${MERGEWORKS_DATA_DIR:-$PWD/var/test}"
 export PYTHONDONTWRITEBYTECODE=1
+# Live-server threads kept alive by HTTP keep-alive would otherwise hold their
+# database connections past the end of the run, and the test database could not be dropped.
+export DB_CONN_MAX_AGE="${DB_CONN_MAX_AGE:-0}"
 
 set +e
 .venv/bin/python -m pytest "$@"
