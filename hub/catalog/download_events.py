@@ -6,10 +6,12 @@ events into `Download` rows in bulk. Without Redis (embedded mode) the row is in
 
 Events are claimed by renaming the pending list to a unique key, so new
 downloads go on being appended while a batch is written; a claimed key is
-deleted only after its rows are committed, and claims left behind by a crash
-are picked up by the next rollup. A crash between that commit and the delete
-would count one batch twice; a Redis restart loses at most the events since
-the last rollup. Both are acceptable for popularity counters.
+deleted as the last step of the transaction that writes its rows (under the
+rollup's lock, so no other rollup can see it half done), and claims left
+behind by a crash are picked up by the next rollup. A failed commit after
+that delete loses one batch; a Redis restart loses the events since the last
+rollup; a web process killed hard loses its last fraction of a second. All are
+acceptable for popularity counters.
 """
 from __future__ import annotations
 
@@ -43,40 +45,63 @@ class _Outbox:
     """
 
     FLUSH_SECONDS = 0.2
+    BATCH = 1000  # events per RPUSH
+    MAX_KEPT = 100_000  # while Redis is away; the oldest go first beyond this
 
     def __init__(self) -> None:
+        self._reset()
+        self._last_warning = 0.0
+        self._dropped = 0
+        atexit.register(self.send)
+        if hasattr(os, "register_at_fork"):
+            # A forked child starts empty: its parent sends what it had.
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._events: list[str] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._send_lock = threading.Lock()  # one send at a time, so the exit-time send waits for one in flight
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def add(self, event: str) -> None:
         with self._lock:
             self._events.append(event)
-            if self._thread is None or self._pid != os.getpid():  # a forked worker starts its own
-                self._pid = os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="download-events", daemon=True)
                 self._thread.start()
-                atexit.register(self.send)
 
     def send(self) -> None:
-        with self._lock:
-            events, self._events = self._events, []
-        if not events:
-            return
-        client = redis_client()
-        try:
-            client.rpush(PENDING_KEY, *events)
-        except Exception:  # Redis away: keep them for the next try
-            logger.warning("could not send %d download events; will retry", len(events), exc_info=True)
+        with self._send_lock:
             with self._lock:
-                self._events[:0] = events
+                events, self._events = self._events, []
+            if not events:
+                return
+            sent = 0
+            try:
+                client = redis_client()
+                for start in range(0, len(events), self.BATCH):
+                    client.rpush(PENDING_KEY, *events[start : start + self.BATCH])
+                    sent = start + self.BATCH
+            except Exception:  # Redis away: keep the rest for the next try, within a bound
+                self._keep(events[sent:])
+
+    def _keep(self, unsent: list[str]) -> None:
+        with self._lock:
+            self._events[:0] = unsent
+            excess = len(self._events) - self.MAX_KEPT
+            if excess > 0:
+                del self._events[:excess]
+                self._dropped += excess
+            kept = len(self._events)
+        now = time.monotonic()
+        if now - self._last_warning > 60:
+            self._last_warning = now
+            logger.warning("could not send download events to Redis: %d waiting, %d dropped so far",
+                           kept, self._dropped, exc_info=True)
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.FLUSH_SECONDS)
-            self._wake.clear()
+            time.sleep(self.FLUSH_SECONDS)
             self.send()
 
 
@@ -106,7 +131,11 @@ class FlushedEvents:
     keys: list[str]
 
     def release(self) -> None:
-        """Forget the claimed events; call once the rows are committed."""
+        """Forget the claimed events, as the last step of the transaction that wrote their rows.
+
+        Still under the rollup's row lock, so a rollup waiting for that lock can
+        never find these keys and write their rows again.
+        """
         client = redis_client()
         if client is not None and self.keys:
             client.delete(*self.keys)
@@ -115,7 +144,7 @@ class FlushedEvents:
 def download_events_flush() -> FlushedEvents:
     """Write pending events as Download rows in the caller's transaction.
 
-    The caller calls `release()` on the result after committing.
+    The caller calls `release()` on the result last thing before committing.
     """
     client = redis_client()
     if client is None:
@@ -124,7 +153,10 @@ def download_events_flush() -> FlushedEvents:
 
     _outbox.send()  # this process's own, so a rollup right after a download sees it
 
-    claimed = [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=_CLAIMED_PREFIX + "*")]
+    # SCAN may return a key twice: keep each once.
+    claimed = list(dict.fromkeys(
+        k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=_CLAIMED_PREFIX + "*")
+    ))
     key = _CLAIMED_PREFIX + uuid.uuid4().hex
     try:
         client.rename(PENDING_KEY, key)

@@ -138,7 +138,7 @@ def downloads_rollup() -> int:
         state, _ = DownloadRollup.objects.select_for_update().get_or_create(pk=1)
         flushed = download_events_flush()
         folded = _downloads_fold(state)
-    flushed.release()  # committed: the claimed events are rows now
+        flushed.release()
     return folded
 
 

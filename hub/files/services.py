@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.apps import apps
-from django.db import transaction
+from django.db import connection, transaction
 
 from hub.catalog.models import ModelVersion
 from hub.files.models import ModelFile
@@ -207,18 +207,27 @@ def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, prima
         )
 
 
+def blob_lock(key: str) -> None:
+    """Serialise, until the transaction ends, everything that creates or deletes one blob
+    (ingest's dedupe against clean-up and file deletion)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
 def model_file_delete(*, model_file: ModelFile) -> None:
     """Delete a file row, and its blob only if nothing else refers to it.
 
-    Besides other files with the same content, a verified upload waiting for
-    its model form (status ready) holds the blob it was stored under.
+    Besides other files with the same content, an upload being verified or
+    waiting for its model form holds the blob it was stored under. The check
+    and the delete happen under the blob's lock, which ingest takes too.
     """
     key = model_file.storage_key
     with transaction.atomic():
+        blob_lock(key)
         model_file.delete()
-        still_used = ModelFile.objects.filter(storage_key=key).exists() or _upload_holds(key)
-    if not still_used:
-        blob_storage().delete(key)
+        if not (ModelFile.objects.filter(storage_key=key).exists() or _upload_holds(key)):
+            blob_storage().delete(key)
 
 
 def _upload_holds(key: str) -> bool:
@@ -226,4 +235,5 @@ def _upload_holds(key: str) -> bool:
     if not apps.is_installed("hub.uploads"):
         return False
     Upload = apps.get_model("uploads", "Upload")
-    return Upload.objects.filter(blob_key=key, status=Upload.Status.READY).exists()
+    held = [Upload.Status.PROCESSING, Upload.Status.READY, Upload.Status.ATTACHED]
+    return Upload.objects.filter(blob_key=key, status__in=held).exists()

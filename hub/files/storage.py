@@ -187,22 +187,31 @@ class S3BlobStorage(S3Storage):
         except self.client.exceptions.ClientError:
             self.client.create_bucket(Bucket=self.bucket_name)
 
+    CORS_RULE_ID = "mergeworks-uploads"
+
     def cors_allow_uploads(self, origins: list[str]) -> None:
         """Let browsers on `origins` PUT upload parts straight to the bucket (and GET downloads).
 
-        Raises botocore's ClientError where the store has no per-bucket CORS
-        API (MinIO configures CORS server-wide and allows every origin by default).
+        Our rule is replaced by ID; rules an operator added stay. Raises
+        botocore's ClientError where the store has no per-bucket CORS API
+        (MinIO configures CORS server-wide and allows every origin by default).
         """
-        self.client.put_bucket_cors(
-            Bucket=self.bucket_name,
-            CORSConfiguration={"CORSRules": [{
-                "AllowedOrigins": origins,
-                "AllowedMethods": ["PUT", "GET", "HEAD"],
-                "AllowedHeaders": ["*"],
-                "ExposeHeaders": ["ETag", "Content-Length", "Content-Range"],
-                "MaxAgeSeconds": 3600,
-            }]},
-        )
+        try:
+            rules = self.client.get_bucket_cors(Bucket=self.bucket_name)["CORSRules"]
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+                raise
+            rules = []
+        rules = [r for r in rules if r.get("ID") != self.CORS_RULE_ID]
+        rules.append({
+            "ID": self.CORS_RULE_ID,
+            "AllowedOrigins": origins,
+            "AllowedMethods": ["PUT", "GET", "HEAD"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag", "Content-Length", "Content-Range"],
+            "MaxAgeSeconds": 3600,
+        })
+        self.client.put_bucket_cors(Bucket=self.bucket_name, CORSConfiguration={"CORSRules": rules})
 
 
 class _CountingReader:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from hub.catalog.services import CatalogError, model_create, model_version_creat
 from hub.files.images import ImageRejected, image_clean
 from hub.files.models import ModelFile
 from hub.files.scanning import FileQuarantined, file_stream_verify, pickle_scan
-from hub.files.services import BlobInfo, FileRejected, model_file_create
+from hub.files.services import BlobInfo, FileRejected, blob_lock, model_file_create
 from hub.files.storage import blob_key as content_key
 from hub.files.storage import blob_storage
 from hub.uploads.backends import (
@@ -200,13 +200,6 @@ def upload_abort(*, upload: Upload) -> Upload:
 # --- Ingest -------------------------------------------------------------------------
 
 
-def _lock_blob(key: str) -> None:
-    """Serialise everything that creates or deletes one blob (ingest dedupe vs. clean-up)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-
-
 def _verify(upload: Upload, backend) -> dict:
     """Re-read the staged bytes; return the fields to store, or raise FileRejected."""
     size = backend.object_size(upload)
@@ -292,7 +285,7 @@ def upload_ingest(*, upload_id, task_id: str) -> Upload | None:
 
     key = content_key(fields["hashes"]["sha256"])
     with transaction.atomic():
-        _lock_blob(key)
+        blob_lock(key)
         existed = backend.promote(upload, key)
         done = Upload.objects.filter(pk=upload.pk, status=Upload.Status.PROCESSING, ingest_task_id=task_id).update(
             status=Upload.Status.READY, blob_key=key, deduplicated=existed, ingested_at=timezone.now(),
@@ -359,7 +352,7 @@ def upload_version_create(
         locked = Upload.objects.select_for_update().get(pk=upload.pk)
         if locked.status != Upload.Status.READY:
             raise UploadError("not_ready", f"this upload is {locked.status}, not ready", status=409)
-        _lock_blob(locked.blob_key)
+        blob_lock(locked.blob_key)
         if not storage.exists(locked.blob_key):
             raise UploadError("blob_gone", "the stored file has disappeared; please upload it again", status=409)
         if model is None:
@@ -405,7 +398,7 @@ def _blob_release(upload: Upload) -> bool:
     key = upload.blob_key
     deleted = False
     with transaction.atomic():
-        _lock_blob(key)
+        blob_lock(key)
         referenced = (
             ModelFile.objects.filter(storage_key=key).exists()
             or Upload.objects.filter(blob_key=key, status__in=[Upload.Status.PROCESSING, Upload.Status.READY, Upload.Status.ATTACHED])

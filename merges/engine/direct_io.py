@@ -36,7 +36,12 @@ class DirectFileWriter:
 
     def __init__(self, fd: int, buffer_bytes: int = BUFFER_BYTES) -> None:
         self._fd = fd
-        self.direct = _set_direct(fd, True) and os.lseek(fd, 0, os.SEEK_CUR) == 0
+        # Only a fresh regular file starts aligned; anything else is written plainly.
+        try:
+            at_start = os.lseek(fd, 0, os.SEEK_CUR) == 0
+        except OSError:  # a pipe or socket
+            at_start = False
+        self.direct = at_start and _set_direct(fd, True)
         self._buffers: list[mmap.mmap] = []
         self._fill = 0
         self._error: BaseException | None = None
@@ -115,6 +120,9 @@ class DirectFileWriter:
             try:
                 self._write_direct(view)
             except BaseException as exc:  # reported to the caller at its next hand-over or close
+                # Its traceback would keep slices of our buffers alive (and the mmaps open).
+                exc.__traceback__ = None
+                del view
                 with self._cond:
                     self._error = exc
                     self._pending = None
@@ -125,15 +133,18 @@ class DirectFileWriter:
                 self._cond.notify_all()
 
     def _write_direct(self, view: memoryview) -> None:
-        try:
-            _write_all(self._fd, view)
-        except OSError as exc:
-            # Accepted by fcntl but refused on write (some overlay/network mounts):
-            # nothing reached the file yet at this offset, so go on without O_DIRECT.
-            if exc.errno != errno.EINVAL:
-                raise
-            _set_direct(self._fd, False)
-            _write_all(self._fd, view)
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                # Accepted by fcntl but refused on write (some overlay/network
+                # mounts, or a short write left the rest misaligned): go on
+                # without O_DIRECT from the first byte not yet written.
+                if exc.errno != errno.EINVAL or not _set_direct(self._fd, False):
+                    raise
+                _write_all(self._fd, view[done:])
+                return
 
     def _stop(self, raise_error: bool = True) -> None:
         with self._cond:
@@ -150,7 +161,10 @@ class DirectFileWriter:
         for v in getattr(self, "_views", []):
             v.release()
         for b in self._buffers:
-            b.close()
+            try:
+                b.close()
+            except BufferError:  # a view is still referenced somewhere; the GC frees it with the view
+                pass
         self._buffers = []
         self._views = []
 

@@ -39,29 +39,51 @@ def test_without_o_direct_the_file_is_written_plainly(tmp_path, monkeypatch):
 
 
 def test_a_refused_direct_write_falls_back_without_losing_bytes(tmp_path, monkeypatch):
-    real_write_all = direct_io._write_all
+    real_write = os.write
     calls = {"n": 0}
 
-    def refuse_first(fd, view):
+    def short_then_refuse(fd, view):
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] == 2:  # the first block: part of it goes out, then O_DIRECT is refused
+            return real_write(fd, view[:4096])
+        if calls["n"] == 3:
             raise OSError(22, "Invalid argument")
-        real_write_all(fd, view)
+        return real_write(fd, view)
 
-    monkeypatch.setattr(direct_io, "_write_all", refuse_first)
     pieces = [os.urandom(200_000)]
-    _write(tmp_path / "out", pieces)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        out = DirectFileWriter(fd, buffer_bytes=64 << 10)
+        monkeypatch.setattr(direct_io.os, "write", short_then_refuse)
+        out.write(memoryview(pieces[0]))
+        out.close()
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
     assert (tmp_path / "out").read_bytes() == pieces[0]
+
+
+def test_a_file_not_at_its_start_is_written_plainly(tmp_path):
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"abc")
+        out = DirectFileWriter(fd)
+        assert out.direct is False
+        out.write(memoryview(b"x" * 10_000))
+        out.close()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"abc" + b"x" * 10_000
 
 
 def test_a_disk_error_reaches_the_caller(tmp_path, monkeypatch):
     def broken(fd, view):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(direct_io, "_write_all", broken)
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         out = DirectFileWriter(fd, buffer_bytes=8192)
+        monkeypatch.setattr(direct_io.os, "write", broken)
         with pytest.raises(OSError, match="No space"):
             for _ in range(10):
                 out.write(memoryview(b"z" * 8192))

@@ -295,3 +295,33 @@ def test_rate_limit_answers_429_with_retry_after(client, alice, settings):
     response = client.get(_url(model), REMOTE_ADDR=ip)
     _assert_json_error(response, 429, "rate_limited")
     assert 1 <= int(response["Retry-After"]) <= 61
+
+
+def test_the_outbox_keeps_a_bounded_backlog_while_redis_is_away(monkeypatch):
+    from hub.catalog import download_events
+
+    class Down:
+        def rpush(self, *args):
+            raise ConnectionError("redis is away")
+
+    class Up:
+        def __init__(self):
+            self.batches = []
+
+        def rpush(self, key, *events):
+            self.batches.append(events)
+
+    outbox = download_events._Outbox()
+    monkeypatch.setattr(outbox, "MAX_KEPT", 5)
+    monkeypatch.setattr(outbox, "BATCH", 2)
+    monkeypatch.setattr(download_events, "redis_client", lambda: Down())
+    with outbox._lock:  # no background thread: this test sends by hand
+        outbox._thread = object()
+    for i in range(8):
+        outbox.add(f"e{i}")
+    outbox.send()
+    assert outbox._events == ["e3", "e4", "e5", "e6", "e7"] and outbox._dropped == 3  # the oldest went
+    up = Up()
+    monkeypatch.setattr(download_events, "redis_client", lambda: up)
+    outbox.send()
+    assert up.batches == [("e3", "e4"), ("e5", "e6"), ("e7",)] and outbox._events == []

@@ -23,7 +23,12 @@ def test_creates_the_bucket_and_allows_uploads_from_the_site(settings):
         assert rule["AllowedOrigins"] == ["https://hub.example.org", "https://www.example.org"]
         assert "PUT" in rule["AllowedMethods"]
         assert "browser uploads allowed" in out.getvalue()
-        call_command("hub_storage_setup", stdout=io.StringIO())  # idempotent
+        # An operator's own rule survives a rerun, and ours is not duplicated.
+        own = {"ID": "cdn", "AllowedOrigins": ["https://cdn.example.org"], "AllowedMethods": ["GET"]}
+        storage.client.put_bucket_cors(Bucket=storage.bucket_name, CORSConfiguration={"CORSRules": [own, rule]})
+        call_command("hub_storage_setup", stdout=io.StringIO())
+        rules = storage.client.get_bucket_cors(Bucket=storage.bucket_name)["CORSRules"]
+        assert sorted(r.get("ID") for r in rules) == ["cdn", "mergeworks-uploads"]
     finally:
         storage.client.delete_bucket_cors(Bucket=storage.bucket_name)
         storage.client.delete_bucket(Bucket=storage.bucket_name)

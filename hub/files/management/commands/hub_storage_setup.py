@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from hub.files.storage import blob_storage
+
+
+ATTEMPTS = 10
+RETRY_SECONDS = 3
 
 
 def site_origins() -> list[str]:
@@ -32,8 +37,18 @@ class Command(BaseCommand):
         if not hasattr(storage, "cors_allow_uploads"):
             self.stdout.write("local-disk storage: nothing to set up")
             return
-        storage.ensure_bucket()
         origins = site_origins()
+        if not origins:
+            raise CommandError("SITE_URL is not an absolute URL (e.g. https://hub.example.org): no origin to allow")
+        # The store may still be starting (compose starts services together).
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                storage.ensure_bucket()
+                break
+            except (BotoCoreError, ClientError) as exc:
+                if attempt == ATTEMPTS:
+                    raise CommandError(f"bucket {storage.bucket_name}: the store is not usable: {exc}") from exc
+                time.sleep(RETRY_SECONDS)
         try:
             storage.cors_allow_uploads(origins)
         except ClientError as exc:
