@@ -122,10 +122,6 @@ def model_version_publish(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def download_record(*, version: ModelVersion, file_id: int | None, user) -> None:
-    Download.objects.create(version=version, file_id=file_id, user=user if user and user.is_authenticated else None)
-
-
 def downloads_rollup() -> int:
     """Fold new Download rows into the version and model counters; returns rows folded.
 

@@ -235,5 +235,4 @@ def _upload_holds(key: str) -> bool:
     if not apps.is_installed("hub.uploads"):
         return False
     Upload = apps.get_model("uploads", "Upload")
-    held = [Upload.Status.PROCESSING, Upload.Status.READY, Upload.Status.ATTACHED]
-    return Upload.objects.filter(blob_key=key, status__in=held).exists()
+    return Upload.objects.filter(blob_key=key, status__in=Upload.HOLDS_BLOB).exists()

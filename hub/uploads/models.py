@@ -35,6 +35,8 @@ class Upload(models.Model):
 
     ACTIVE = (Status.RECEIVING, Status.QUEUED, Status.PROCESSING)
     TERMINAL = (Status.ATTACHED, Status.FAILED, Status.QUARANTINED, Status.ABORTED, Status.EXPIRED)
+    # An upload in these states needs the blob at blob_key to stay.
+    HOLDS_BLOB = (Status.PROCESSING, Status.READY, Status.ATTACHED)
 
     # A UUID, not a sequence: upload ids appear in URLs and must not be guessable.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

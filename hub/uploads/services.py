@@ -401,7 +401,7 @@ def _blob_release(upload: Upload) -> bool:
         blob_lock(key)
         referenced = (
             ModelFile.objects.filter(storage_key=key).exists()
-            or Upload.objects.filter(blob_key=key, status__in=[Upload.Status.PROCESSING, Upload.Status.READY, Upload.Status.ATTACHED])
+            or Upload.objects.filter(blob_key=key, status__in=Upload.HOLDS_BLOB)
             .exclude(pk=upload.pk)
             .exists()
         )

@@ -21,14 +21,10 @@ import mmap
 import os
 import threading
 
+from .safetensors_io import write_all
+
 _ALIGN = 4096  # a multiple of every logical block size in use
 BUFFER_BYTES = 8 << 20
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    done = 0
-    while done < len(view):
-        done += os.write(fd, view[done:])
 
 
 class DirectFileWriter:
@@ -59,7 +55,7 @@ class DirectFileWriter:
     # ---- the caller's side ----------------------------------------------------------------
     def write(self, view: memoryview) -> None:
         if not self.direct:
-            _write_all(self._fd, view)
+            write_all(self._fd, view)
             return
         view = view.cast("B") if view.format != "B" else view
         size = len(self._views[0])
@@ -88,7 +84,7 @@ class DirectFileWriter:
         if self._fill > aligned:
             _set_direct(self._fd, False)
             with buf[aligned : self._fill] as tail:
-                _write_all(self._fd, tail)
+                write_all(self._fd, tail)
         self._release()
 
     def abort(self) -> None:
@@ -143,7 +139,7 @@ class DirectFileWriter:
                 # without O_DIRECT from the first byte not yet written.
                 if exc.errno != errno.EINVAL or not _set_direct(self._fd, False):
                     raise
-                _write_all(self._fd, view[done:])
+                write_all(self._fd, view[done:])
                 return
 
     def _stop(self, raise_error: bool = True) -> None:

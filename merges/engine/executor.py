@@ -52,6 +52,7 @@ from .safetensors_io import (
     TensorInfo,
     TensorSpec,
     torch_dtype,
+    write_all,
 )
 
 __all__ = ["MergeCancelled", "MergeError", "RunResult", "execute"]
@@ -329,7 +330,7 @@ class _Run:
                     tname = f"{module}.{_KOHYA_SUFFIX[role]}"
                     data = tensor.detach().to(torch_dtype(out_dtype)).contiguous().cpu()
                     raw = memoryview(data.reshape(-1).view(torch.uint8).numpy()).cast("B")
-                    _write_all(spool_fd, raw)
+                    write_all(spool_fd, raw)
                     specs.append(TensorSpec(tname, out_dtype, tuple(data.shape)))
                     offsets[tname] = (pos, len(raw))
                     pos += len(raw)
@@ -942,12 +943,6 @@ def _temp_in(directory: str, prefix: str) -> tuple[int, str]:
 
     fd, path = tempfile.mkstemp(dir=directory or ".", prefix=prefix + ".", suffix=".part")
     return fd, path
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    done = 0
-    while done < len(view):
-        done += os.write(fd, view[done:])
 
 
 _MALLOC_TUNED = False

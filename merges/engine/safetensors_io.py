@@ -457,6 +457,13 @@ def build_header(specs: Iterable[TensorSpec], metadata: Mapping[str, str] | None
     return struct.pack("<Q", len(text)) + text, infos
 
 
+def write_all(fd: int, view: memoryview) -> None:
+    """os.write until every byte of ``view`` is out (a write may take fewer)."""
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+
+
 class SafetensorsWriter:
     """Writes a safetensors file whose header is known before any data.
 
@@ -490,9 +497,7 @@ class SafetensorsWriter:
         if self._raw_write is not None:
             self._raw_write(view)
         else:
-            done = 0
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
+            write_all(self._fd, view)
         if self._sink is not None:
             self._sink(view)
 
