@@ -8,7 +8,7 @@ the data straight from our buffers, so the CPU stays with the maths.
 
 ``O_DIRECT`` needs block-aligned buffers, sizes and offsets. Bytes are copied
 into page-aligned buffers (anonymous mmaps) and written in whole buffers by a
-background thread while the next one fills; the unaligned tail is written
+background thread while the next ones fill; the unaligned tail is written
 after switching ``O_DIRECT`` off again. Where the file system refuses
 ``O_DIRECT`` (tmpfs on older kernels, some network and overlay mounts) the
 file is written the ordinary way, with the same bytes.
@@ -20,17 +20,22 @@ import fcntl
 import mmap
 import os
 import threading
+from collections import deque
 
 from .safetensors_io import write_all
 
 _ALIGN = 4096  # a multiple of every logical block size in use
 BUFFER_BYTES = 8 << 20
+# Buffers in the ring: one being filled, the rest queued for or in the disk.
+# The compute runs in bursts (a big key, then many small ones) while the disk
+# drains at a steady rate; a few buffers of slack keep it busy through a burst.
+BUFFERS = 4
 
 
 class DirectFileWriter:
     """Append-only writes to ``fd`` (at offset 0, just created), O_DIRECT where possible."""
 
-    def __init__(self, fd: int, buffer_bytes: int = BUFFER_BYTES) -> None:
+    def __init__(self, fd: int, buffer_bytes: int = BUFFER_BYTES, buffers: int = BUFFERS) -> None:
         self._fd = fd
         # Only a fresh regular file starts aligned; anything else is written plainly.
         try:
@@ -39,15 +44,19 @@ class DirectFileWriter:
             at_start = False
         self.direct = at_start and _set_direct(fd, True)
         self._buffers: list[mmap.mmap] = []
+        self._views: list[memoryview] = []
         self._fill = 0
         self._error: BaseException | None = None
-        self._pending: memoryview | None = None
+        # (buffer index, bytes to write) handed to the writer thread, oldest
+        # first; None asks it to stop.
+        self._full: deque[tuple[int, memoryview] | None] = deque()
+        self._free: deque[int] = deque()  # indices of buffers ready to fill
         self._cond = threading.Condition()
-        self._closed = False
         self._thread: threading.Thread | None = None
         if self.direct:
-            self._buffers = [mmap.mmap(-1, buffer_bytes), mmap.mmap(-1, buffer_bytes)]
+            self._buffers = [mmap.mmap(-1, buffer_bytes) for _ in range(max(2, buffers))]
             self._views = [memoryview(b) for b in self._buffers]
+            self._free.extend(range(1, len(self._buffers)))
             self._current = 0
             self._thread = threading.Thread(target=self._run, name="merge-writer", daemon=True)
             self._thread.start()
@@ -66,7 +75,9 @@ class DirectFileWriter:
             self._fill += n
             view = view[n:]
             if self._fill == size:
-                self._hand_over(buf)
+                self._hand_over(self._current, buf)
+                self._current = self._next_free()
+                self._fill = 0
 
     def close(self) -> None:
         """Write what is left and wait for the disk; the file then holds every byte written."""
@@ -77,7 +88,7 @@ class DirectFileWriter:
         head = buf[:aligned]
         try:
             if aligned:
-                self._hand_over(head, switch=False)
+                self._hand_over(self._current, head)
             self._stop()
         finally:
             head.release()  # an exported slice would keep the mmap from closing
@@ -93,26 +104,31 @@ class DirectFileWriter:
             self._release()
 
     # ---- the writer thread ---------------------------------------------------------------
-    def _hand_over(self, view: memoryview, switch: bool = True) -> None:
+    def _hand_over(self, index: int, view: memoryview) -> None:
         with self._cond:
-            while self._pending is not None and self._error is None:
+            if self._error is not None:
+                raise self._error
+            self._full.append((index, view))
+            self._cond.notify_all()
+
+    def _next_free(self) -> int:
+        with self._cond:
+            while not self._free and self._error is None:
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
-            self._pending = view
-            self._cond.notify_all()
-        if switch:
-            self._current ^= 1
-            self._fill = 0
+            return self._free.popleft()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._closed:
+                while not self._full:
                     self._cond.wait()
-                if self._pending is None:
-                    return
-                view = self._pending
+                entry = self._full[0]
+            if entry is None:
+                return
+            index, view = entry
+            del entry
             try:
                 self._write_direct(view)
             except BaseException as exc:  # reported to the caller at its next hand-over or close
@@ -121,11 +137,13 @@ class DirectFileWriter:
                 del view
                 with self._cond:
                     self._error = exc
-                    self._pending = None
+                    self._full.clear()
                     self._cond.notify_all()
                 return
+            del view
             with self._cond:
-                self._pending = None
+                self._full.popleft()
+                self._free.append(index)
                 self._cond.notify_all()
 
     def _write_direct(self, view: memoryview) -> None:
@@ -144,9 +162,8 @@ class DirectFileWriter:
 
     def _stop(self, raise_error: bool = True) -> None:
         with self._cond:
-            while self._pending is not None and self._error is None:
-                self._cond.wait()
-            self._closed = True
+            if self._error is None:
+                self._full.append(None)
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
@@ -154,7 +171,8 @@ class DirectFileWriter:
             raise self._error
 
     def _release(self) -> None:
-        for v in getattr(self, "_views", []):
+        self._full.clear()
+        for v in self._views:
             v.release()
         for b in self._buffers:
             try:

@@ -565,6 +565,8 @@ class _Run:
 
     def _stream(self, plans: list[KeyPlan], writer: SafetensorsWriter) -> None:
         """Read ahead (reader thread), compute slices in parallel (pool), write in order (here)."""
+        for src in self.sources:
+            src.reader.expect_sequential()
         total_bytes = writer.data_bytes
         done_bytes = 0
         reader = _Prefetcher(self, plans)
@@ -629,10 +631,49 @@ class _Run:
         try:
             if plan.raw_copy:
                 return bytes(item.raw[id(plan.leaves[0])])
+            if self.device.type == "cpu" and not plan.whole:
+                return self._compute_pieces(plan, item, deltas)
             result = self._eval(plan.expr, item, {}, deltas)
             return result.to(torch_dtype(plan.dtype)).cpu()
         finally:
             reader.release(item)
+
+    def _compute_pieces(self, plan: KeyPlan, item: "_Item", deltas: dict[int, Tensor]) -> Tensor:
+        """The slice on the CPU, in cache-sized pieces through this thread's scratch buffers.
+
+        Same arithmetic as ``_eval`` (the in-place methods mirror the
+        allocating ones), but no per-piece allocation: on a 2-core machine
+        fresh temporaries cost more than the maths itself.
+        """
+        out = torch.empty(item.count, dtype=torch_dtype(plan.dtype))
+        scratch = _scratch()
+        for lo in range(0, item.count, PIECE_ELEMS):
+            hi = min(lo + PIECE_ELEMS, item.count)
+            try:
+                out[lo:hi].copy_(self._eval_piece(plan.expr, item, lo, hi, deltas, scratch))
+            finally:
+                scratch.release_all()
+        return out
+
+    def _eval_piece(
+        self, node: Node, item: "_Item", lo: int, hi: int, deltas: dict[int, Tensor], scratch: "_Scratch"
+    ) -> Tensor:
+        """Float32 value of ``node`` over ``[lo, hi)`` of the slice, in a buffer the caller may overwrite.
+
+        Every use of a node gets its own buffer: a value two steps read (a
+        shared input or step) is computed again rather than memoised, since
+        the first reader overwrites its buffer in place.
+        """
+        if isinstance(node, Leaf):
+            return scratch.take(hi - lo).copy_(item.tensors[(node.source, node.name)][lo:hi])
+        if isinstance(node, LoraNode):
+            result = self._eval_piece(node.child, item, lo, hi, deltas, scratch)
+            delta = deltas[id(node)][item.start + lo : item.start + hi]
+            return result.add_(torch.mul(delta, node.strength, out=scratch.take(hi - lo)))
+        args = [self._eval_piece(c, item, lo, hi, deltas, scratch) for c in node.children]
+        if node.step.op in _INPLACE:
+            return _apply_inplace(node, args, scratch)
+        return _apply(node, args, item.start + lo)
 
     def _lora_deltas(self, plan: KeyPlan, tensors: dict[int, dict[str, dict[str, Tensor]]], deltas: dict[int, Tensor]) -> None:
         from .lora import lora_key_delta
@@ -722,6 +763,25 @@ _KEYED_PARAMS = {"alpha", "beta", "strength"}
 _KOHYA_SUFFIX = {"down": "lora_down.weight", "up": "lora_up.weight", "alpha": "alpha", "mid": "lora_mid.weight"}
 
 
+_INPLACE = frozenset({"weighted_sum", "add_difference", "triple_sum", "sum_twice", "task_arithmetic"})
+
+
+def _apply_inplace(node: OpNode, args: list[Tensor], scratch: "_Scratch") -> Tensor:
+    p = node.params
+    op = node.step.op
+    if op == "weighted_sum":
+        return methods.weighted_sum_(args[0], args[1], p["alpha"])
+    if op == "add_difference":
+        return methods.add_difference_(args[0], args[1], args[2], p["alpha"])
+    if op == "triple_sum":
+        return methods.triple_sum_(args[0], args[1], args[2], p["alpha"], p["beta"])
+    if op == "sum_twice":
+        return methods.sum_twice_(args[0], args[1], args[2], p["alpha"], p["beta"])
+    if op == "task_arithmetic":
+        return methods.task_arithmetic_(args[0], args[1:], p["weights"], p["alpha"], scratch.take(args[0].numel()))
+    raise MergeError("internal", f"no in-place method for op {op!r}")
+
+
 def _apply(node: OpNode, args: list[Tensor], start: int) -> Tensor:
     p = node.params
     op = node.step.op
@@ -744,6 +804,41 @@ def _apply(node: OpNode, args: list[Tensor], start: int) -> Tensor:
     if op == "model_stock":
         return methods.model_stock(args[0], args[1:])
     raise MergeError("internal", f"no per-key method for op {op!r}")
+
+
+# -- per-thread scratch buffers -------------------------------------------------------------
+
+# Elements per piece of a slice evaluated at once: a piece's float32 buffers
+# (1 MB each) stay in the core's cache between one operation and the next.
+PIECE_ELEMS = 1 << 18
+
+
+class _Scratch:
+    """Float32 buffers of ``PIECE_ELEMS``, handed out and all taken back after each piece."""
+
+    def __init__(self) -> None:
+        self.buffers: list[Tensor] = []
+        self.used = 0
+
+    def take(self, n: int) -> Tensor:
+        if self.used == len(self.buffers):
+            self.buffers.append(torch.empty(PIECE_ELEMS, dtype=torch.float32))
+        buf = self.buffers[self.used]
+        self.used += 1
+        return buf[:n]
+
+    def release_all(self) -> None:
+        self.used = 0
+
+
+_local = threading.local()
+
+
+def _scratch() -> _Scratch:
+    scratch = getattr(_local, "scratch", None)
+    if scratch is None:
+        scratch = _local.scratch = _Scratch()
+    return scratch
 
 
 # -- the reader thread ----------------------------------------------------------------------------
@@ -1055,7 +1150,7 @@ def execute(
         threads or (1 if device.startswith("cuda") else min(os.cpu_count() or 1, 8)),
     )
     _keep_freed_memory()
-    # Slices are small (256K elements): torch's own intra-op threads would
+    # Pieces are small (256K elements): torch's own intra-op threads would
     # spend more time forking, joining and spinning than computing, worst on a
     # busy machine. Parallelism comes from computing several slices at once.
     prev_threads = torch.get_num_threads()

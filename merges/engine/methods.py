@@ -135,6 +135,42 @@ def task_arithmetic(base: Tensor, models: Sequence[Tensor], weights: Sequence[fl
     return _chunked(fn, base, *models)
 
 
+# -- the same linear combinations, in place ----------------------------------------------
+#
+# The executor evaluates elementwise keys in cache-sized pieces held in
+# reusable float32 buffers; allocating fresh temporaries for every piece costs
+# more than the arithmetic. Each function below performs exactly the float32
+# operations of its allocating twin above, in the same order, so the results
+# are bit-identical (tests/engine/test_methods.py checks this). Every argument
+# is a float32 buffer the caller owns and may be overwritten; the result is
+# the first argument.
+
+
+def weighted_sum_(x: Tensor, y: Tensor, alpha: float) -> Tensor:
+    return x.mul_(1.0 - alpha).add_(y.mul_(alpha))
+
+
+def add_difference_(x: Tensor, y: Tensor, z: Tensor, alpha: float) -> Tensor:
+    return x.add_(y.sub_(z).mul_(alpha))
+
+
+def triple_sum_(x: Tensor, y: Tensor, z: Tensor, alpha: float, beta: float) -> Tensor:
+    return x.mul_(1.0 - alpha - beta).add_(y.mul_(alpha)).add_(z.mul_(beta))
+
+
+def sum_twice_(x: Tensor, y: Tensor, z: Tensor, alpha: float, beta: float) -> Tensor:
+    return x.mul_(1.0 - alpha).add_(y.mul_(alpha)).mul_(1.0 - beta).add_(z.mul_(beta))
+
+
+def task_arithmetic_(b: Tensor, models: Sequence[Tensor], weights: Sequence[float], alpha: float, acc: Tensor) -> Tensor:
+    """``acc`` is one more scratch buffer of the same size."""
+    _check_weights(models, weights)
+    acc.zero_()
+    for m, w in zip(models, weights):
+        acc.add_(m.sub_(b).mul_(w))
+    return b.add_(acc.mul_(alpha))
+
+
 # -- DARE ----------------------------------------------------------------------------------
 
 

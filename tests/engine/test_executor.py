@@ -173,6 +173,35 @@ def test_chained_steps_keep_float32_between_steps(tmp_path, models) -> None:
         assert torch.equal(got[k], methods.slerp(tune, mix, 0.3).to(torch.bfloat16)), k
 
 
+def test_pieces_with_shared_steps_and_inputs_equal_the_methods(tmp_path, models, monkeypatch) -> None:
+    """Slices are evaluated in small pieces through reused scratch buffers; a step
+    or input read twice must not see what another step overwrote in place."""
+    from merges.engine import executor
+
+    monkeypatch.setattr(executor, "PIECE_ELEMS", 96)  # several pieces per slice, a ragged last one
+    r = recipe(
+        [
+            {"id": "mix", "op": "weighted_sum", "inputs": ["a", "c"], "alpha": 0.4},
+            {"id": "tune", "op": "add_difference", "inputs": ["mix", "c", "d"], "alpha": 0.5},
+            {"id": "out", "op": "triple_sum", "inputs": ["tune", "mix", "a"], "alpha": 0.25, "beta": 0.125},
+        ],
+        ["a", "c", "d"],
+        dtype="fp16",
+    )
+    execute(r, paths(tmp_path, "acd"), tmp_path / "out.safetensors", chunk_elems=SLICE)
+    got = load_file(str(tmp_path / "out.safetensors"))
+    a, c, d = models["a"], models["c"], models["d"]
+    checked = 0
+    for k in a:
+        if not a[k].is_floating_point():
+            continue
+        mix = methods.weighted_sum(a[k], c[k], 0.4)
+        tune = methods.add_difference(mix, c[k], d[k], 0.5)
+        assert torch.equal(got[k], methods.triple_sum(tune, mix, a[k], 0.25, 0.125).to(torch.float16)), k
+        checked += 1
+    assert checked > 10
+
+
 def test_progress_reports_every_tensor_and_all_bytes(tmp_path, models) -> None:
     calls: list[tuple[int, int, int, int]] = []
     r = recipe([{"id": "m", "op": "weighted_sum", "inputs": ["a", "b"]}], ["a", "b"])

@@ -189,6 +189,30 @@ def test_sliced_results_equal_whole_results(monkeypatch) -> None:
         assert torch.equal(whole[name], sliced[name]), name
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_in_place_twins_give_the_same_bits(dtype) -> None:
+    """The executor's in-place methods must round exactly as the allocating ones."""
+    n = 50_000
+    a, b, c = (rand(n, seed=s, dtype=dtype) for s in (11, 12, 13))
+
+    def bufs(*ts: torch.Tensor) -> list[torch.Tensor]:
+        return [t.to(torch.float32, copy=True) for t in ts]  # fresh float32 copies to overwrite
+
+    alpha, beta = 0.3141592653589793, 0.2718281828
+    pairs = {
+        "weighted_sum": (methods.weighted_sum(a, b, alpha), methods.weighted_sum_(*bufs(a, b), alpha)),
+        "add_difference": (methods.add_difference(a, b, c, alpha), methods.add_difference_(*bufs(a, b, c), alpha)),
+        "triple_sum": (methods.triple_sum(a, b, c, alpha, beta), methods.triple_sum_(*bufs(a, b, c), alpha, beta)),
+        "sum_twice": (methods.sum_twice(a, b, c, alpha, beta), methods.sum_twice_(*bufs(a, b, c), alpha, beta)),
+        "task_arithmetic": (
+            methods.task_arithmetic(a, [b, c], [0.9, -0.35], alpha),
+            methods.task_arithmetic_(*bufs(a), bufs(b, c), [0.9, -0.35], alpha, torch.empty(n)),
+        ),
+    }
+    for name, (allocating, in_place) in pairs.items():
+        assert torch.equal(allocating, in_place), name
+
+
 def test_fixed_dot_is_exactly_rounded_blockwise() -> None:
     x, y = rand(100_003, seed=1), rand(100_003, seed=2)
     exact = math.fsum((x.to(F64) * y.to(F64)).tolist())
