@@ -378,16 +378,34 @@ def _visible_output(user: User, key: str) -> ModelVersion | None:
     return _output_version((own or rows)[0])
 
 
+# (version id, its canonical hash, input SHA-256s, engine version) -> merge key.
+# A version never changes, so its key for the same input bytes never does
+# either; recomputing it (validation, canonical JSON, hashing) was a tenth of
+# a cached run's time.
+_MERGE_KEYS: dict[tuple[Any, ...], str] = {}
+_MERGE_KEYS_MAX = 4096
+
+
+def _merge_key_of(version: RecipeVersion, shas: Mapping[str, str], engine_version: str) -> str:
+    memo = (version.pk, version.recipe_hash, tuple(sorted(shas.items())), engine_version)
+    key = _MERGE_KEYS.get(memo) if version.pk is not None else None
+    if key is None:
+        try:
+            key = engine_merge_key(version.document, shas, engine_version)
+        except RecipeError as exc:
+            raise RecipeInvalid([DocumentError(path=p, message=m, line=None) for p, m in exc.errors]) from exc
+        if len(_MERGE_KEYS) >= _MERGE_KEYS_MAX:
+            _MERGE_KEYS.clear()
+        _MERGE_KEYS[memo] = key
+    return key
+
+
 def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
     """Run a recipe version for `user`: a cached output, the active job for the same merge, or a new job."""
     from merges.engine import ENGINE_VERSION
 
-    document = version.document
-    inputs = inputs_resolve(document=document, user=user)
-    try:
-        key = engine_merge_key(document, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
-    except RecipeError as exc:
-        raise RecipeInvalid([DocumentError(path=p, message=m, line=None) for p, m in exc.errors]) from exc
+    inputs = inputs_resolve(document=version.document, user=user)
+    key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
 
     cached = _visible_output(user, key)
     if cached is not None:
