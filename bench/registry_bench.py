@@ -254,16 +254,16 @@ def main() -> None:
         # Where a cache hit's time goes (service calls, no HTTP or DRF).
         from hub.accounts.services import api_key_authenticate
         from merges.registry import selectors
-        from merges.registry.services import merge_run
+        from merges.registry.services import merge_run, merge_run_for
 
-        cached_version = selectors.recipe_version_get_for(user, recipe.pk, last)
         parts = {
             "API key check (every authenticated request)": median_ms(lambda: api_key_authenticate(token), args.hits),
-            "recipe version lookup with visibility": median_ms(
-                lambda: selectors.recipe_version_get_for(user, recipe.pk, last), args.hits
+            "merge_run_for, as the view calls it (version, inputs and outputs in one round trip)": median_ms(
+                lambda: merge_run_for(user=user, recipe_id=recipe.pk, number=last), args.hits
             ),
-            "merge_run service (resolve inputs, merge key, find output)": median_ms(
-                lambda: merge_run(version=cached_version, user=user), args.hits
+            "for comparison, the first run of a version: version lookup, then merge_run's two lookups": median_ms(
+                lambda: merge_run(version=selectors.recipe_version_get_for(user, recipe.pk, last), user=user),
+                args.hits,
             ),
         }
         jobs = MergeJob.objects.filter(recipe_version__recipe=recipe).count()

@@ -103,7 +103,11 @@ class PreparedValuesQuery:
         values = [args[v] if kind == "arg" else v for kind, v in compiled.params]
         with connection.cursor() as cursor:
             result = self._execute_prepared(cursor, compiled, values)
-        rows = [dict(zip(compiled.fields, row)) for row in result]
+        return self._to_rows(result)
+
+    def _to_rows(self, result: list[tuple]) -> list[Row]:
+        assert self._compiled is not None
+        rows = [dict(zip(self._compiled.fields, row)) for row in result]
         for row in rows:
             for name in self._json_fields:
                 if isinstance(row[name], str):
@@ -139,3 +143,43 @@ class PreparedValuesQuery:
                     cursor.execute(f"DEALLOCATE {self.name}")
                 done.discard(self.name)
         raise AssertionError("unreachable")
+
+
+def rows_many(calls: list[tuple[PreparedValuesQuery, tuple[Any, ...]]]) -> list[list[Row]]:
+    """Run several prepared lookups in one round trip; their rows, in order.
+
+    On PostgreSQL the EXECUTEs go as one multi-statement string (psycopg's
+    client-side cursor sends it at once and returns one result set per
+    statement); a lookup not yet prepared on this connection, or any error
+    outside a transaction, falls back to running them one by one.
+    Elsewhere they simply run one after the other.
+    """
+    if connection.vendor != "postgresql" or len(calls) < 2:
+        return [query.rows(*args) for query, args in calls]
+    raw = connection.connection
+    with _lock:
+        done = set(_prepared_on.get(raw, ())) if raw is not None else set()
+    if any(query.name not in done or query._compiled is None for query, _ in calls):
+        return [query.rows(*args) for query, args in calls]  # prepares them for next time
+    sql: list[str] = []
+    values: list[Any] = []
+    for query, args in calls:
+        if len(args) != query._arity:
+            raise TypeError(f"{query.name} takes {query._arity} arguments")
+        compiled = query._compiled
+        params = [args[v] if kind == "arg" else v for kind, v in compiled.params]
+        sql.append(f"EXECUTE {query.name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {query.name}")
+        values.extend(params)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("; ".join(sql), values)
+            results = [cursor.fetchall()]
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+    except (ProgrammingError, NotSupportedError):
+        if connection.in_atomic_block:
+            raise
+        return [query.rows(*args) for query, args in calls]  # re-prepares what a pooler dropped
+    if len(results) != len(calls):
+        raise AssertionError(f"{len(calls)} statements gave {len(results)} results")
+    return [query._to_rows(result) for (query, _), result in zip(calls, results)]

@@ -427,11 +427,10 @@ class RecipeRunView(RegistryView):
     )
     def post(self, request, recipe_id: int):
         data = _body(RunIn, request)
-        # One query for recipe and version: a cached run must cost little more than a health check.
-        version = selectors.recipe_version_get_for(request.user, recipe_id, data.get("version"))
-        if version is None:
+        found = services.merge_run_for(user=request.user, recipe_id=recipe_id, number=data.get("version"))
+        if found is None:
             self.version(self.recipe(recipe_id), data.get("version"))  # raises the right 404
-        outcome = services.merge_run(version=version, user=request.user)
+        _, outcome = found
         body = {
             "cached": outcome.cached,
             "job": job_out(outcome.job) if outcome.job is not None else None,

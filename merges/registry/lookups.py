@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Q, Value
 
-from hub.catalog.api_prepared import PreparedValuesQuery, Row
+from hub.catalog.api_prepared import PreparedValuesQuery, Row, rows_many
 from hub.catalog.api_selectors import version_visible_q_for
 from hub.files.models import ModelFile
 from merges.registry.models import MergeOutput, Recipe, RecipeVersion
@@ -44,12 +44,15 @@ _version_latest = PreparedValuesQuery(
 )
 
 
+def _version_call(viewer_id: int, recipe_id: int, number: int | None) -> tuple[PreparedValuesQuery, tuple[Any, ...]]:
+    if number is None:
+        return _version_latest, (recipe_id, viewer_id)
+    return _version_by_number, (recipe_id, number, viewer_id)
+
+
 def recipe_version_row(viewer_id: int, recipe_id: int, number: int | None) -> Row | None:
-    rows = (
-        _version_latest.rows(recipe_id, viewer_id)
-        if number is None
-        else _version_by_number.rows(recipe_id, number, viewer_id)
-    )
+    query, args = _version_call(viewer_id, recipe_id, number)
+    rows = query.rows(*args)
     return rows[0] if rows else None
 
 
@@ -109,3 +112,21 @@ _outputs = PreparedValuesQuery(
 
 def visible_output_rows(viewer_id: int, merge_key: str) -> list[Row]:
     return _outputs.rows(merge_key, viewer_id)
+
+
+def cached_run_rows(
+    viewer_id: int, recipe_id: int, number: int | None, version_ids: list[int], shas: list[str], merge_key: str
+) -> tuple[Row | None, list[Row], list[Row]]:
+    """A cached run's three lookups in one round trip, for inputs and a merge key already known.
+
+    The caller must check that the version found is the one those inputs and
+    that key were derived from.
+    """
+    version, inputs, outputs = rows_many(
+        [
+            _version_call(viewer_id, recipe_id, number),
+            (_inputs_query(len(version_ids), len(shas)), (*version_ids, *shas, viewer_id)),
+            (_outputs, (merge_key, viewer_id)),
+        ]
+    )
+    return (version[0] if version else None), inputs, outputs

@@ -21,7 +21,7 @@ from hub.catalog.services import model_create, model_version_create, model_versi
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
 from merges.engine.recipe import OPS, RecipeError, merge_key as engine_merge_key
-from merges.registry import conf, lookups
+from merges.registry import conf, lookups, selectors
 from merges.registry.diff import document_diff
 from merges.registry.documents import DocumentError, DocumentInvalid, ParsedDocument, document_parse, document_text
 from merges.registry.models import LineageEdge, MergeJob, MergeOutput, Recipe, RecipeVersion
@@ -287,6 +287,12 @@ def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, Reso
 
     One (prepared) query for all inputs: runs answered from the cache must stay cheap.
     """
+    version_ids, shas = _input_refs(document)
+    return _inputs_from_rows(document, user, lookups.input_file_rows(user.pk, version_ids, shas))
+
+
+def _input_refs(document: Mapping[str, Any]) -> tuple[list[int], list[str]]:
+    """The model versions and SHA-256s a document's inputs name."""
     refs: Mapping[str, Mapping[str, Any]] = document["inputs"]
     for name, ref in refs.items():
         if "path" in ref:
@@ -296,9 +302,16 @@ def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, Reso
             )
     version_ids = sorted({ref["model_version"] for ref in refs.values() if "model_version" in ref})
     shas = sorted({ref["sha256"] for ref in refs.values() if "sha256" in ref})
+    return version_ids, shas
+
+
+def _inputs_from_rows(
+    document: Mapping[str, Any], user: User, rows: Iterable[Mapping[str, Any]]
+) -> dict[str, ResolvedInput]:
+    refs: Mapping[str, Mapping[str, Any]] = document["inputs"]
     by_version: dict[int, Mapping[str, Any]] = {}
     by_sha: dict[str, list[Mapping[str, Any]]] = {}
-    for row in lookups.input_file_rows(user.pk, version_ids, shas):  # visible to the user, primary first
+    for row in rows:  # visible to the user, primary first
         if not _downloadable(user, row):
             continue
         by_version.setdefault(row["version_id"], row)
@@ -369,9 +382,9 @@ def _output_version(row: Mapping[str, Any]) -> ModelVersion:
     return version
 
 
-def _visible_output(user: User, key: str) -> ModelVersion | None:
+def _visible_output(user: User, key: str, rows: list[Mapping[str, Any]] | None = None) -> ModelVersion | None:
     """The user's own output for this merge, else any output of it they can see."""
-    rows = lookups.visible_output_rows(user.pk, key)
+    rows = lookups.visible_output_rows(user.pk, key) if rows is None else rows
     if not rows:
         return None
     own = [r for r in rows if r["model_version__model__owner_id"] == user.pk]
@@ -400,12 +413,76 @@ def _merge_key_of(version: RecipeVersion, shas: Mapping[str, str], engine_versio
     return key
 
 
-def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
-    """Run a recipe version for `user`: a cached output, the active job for the same merge, or a new job."""
+@dataclass(frozen=True)
+class _RunGuess:
+    """What the last run of a (recipe, version number) looked up: inputs named and merge key."""
+
+    version_id: int
+    version_ids: list[int]
+    shas: list[str]
+    merge_key: str
+
+
+# (recipe id, version number or None for the latest) -> _RunGuess. Lets a
+# repeated run make its three lookups in one round trip; every row is still
+# fetched and checked as on the slow path, so a wrong guess only costs a retry.
+_RUN_GUESSES: dict[tuple[int, int | None], _RunGuess] = {}
+
+
+def merge_run_for(*, user: User, recipe_id: int, number: int | None) -> tuple[RecipeVersion, RunOutcome] | None:
+    """`merge_run` for a version named by recipe and number (None: the latest); None if the user cannot see it.
+
+    A run already answered from the cache is answered again with one round
+    trip to the database: the version, its inputs and the outputs for the
+    merge key are fetched together, from what the last run of that version
+    found, and used only if the version and the merge key come out the same.
+    """
     from merges.engine import ENGINE_VERSION
 
-    inputs = inputs_resolve(document=version.document, user=user)
+    guess = _RUN_GUESSES.get((recipe_id, number))
+    if guess is not None:
+        row, input_rows, output_rows = lookups.cached_run_rows(
+            user.pk, recipe_id, number, guess.version_ids, guess.shas, guess.merge_key
+        )
+        if row is None:
+            return None
+        version = RecipeVersion.from_db("default", list(row), list(row.values()))
+        # Ids are never reused, but compare what the guess was made from anyway.
+        if version.pk == guess.version_id and _input_refs(version.document) == (guess.version_ids, guess.shas):
+            inputs = _inputs_from_rows(version.document, user, input_rows)
+            key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
+            cached = _visible_output(user, key, output_rows) if key == guess.merge_key else None
+            if cached is not None:
+                return version, RunOutcome(job=None, output=cached)
+    else:
+        version = selectors.recipe_version_get_for(user, recipe_id, number)
+        if version is None:
+            return None
+    outcome, guess = _merge_run(version, user)
+    if len(_RUN_GUESSES) >= _MERGE_KEYS_MAX:
+        _RUN_GUESSES.clear()
+    _RUN_GUESSES[(recipe_id, number)] = guess
+    return version, outcome
+
+
+def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:
+    """Run a recipe version for `user`: a cached output, the active job for the same merge, or a new job."""
+    return _merge_run(version, user)[0]
+
+
+def _merge_run(version: RecipeVersion, user: User) -> tuple[RunOutcome, _RunGuess]:
+    from merges.engine import ENGINE_VERSION
+
+    version_ids, shas = _input_refs(version.document)
+    inputs = _inputs_from_rows(version.document, user, lookups.input_file_rows(user.pk, version_ids, shas))
     key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
+    guess = _RunGuess(version.pk, version_ids, shas, key)
+    outcome = _merge_run_keyed(version, user, inputs, key)
+    return outcome, guess
+
+
+def _merge_run_keyed(version: RecipeVersion, user: User, inputs: dict[str, ResolvedInput], key: str) -> RunOutcome:
+    from merges.engine import ENGINE_VERSION
 
     cached = _visible_output(user, key)
     if cached is not None:

@@ -278,3 +278,72 @@ def test_openapi_schema_documents_the_registry(api_client):
     for path in ("/api/v1/recipes/{recipe_id}/run", "/api/v1/recipes/{recipe_id}/fork", "/api/v1/merge-jobs/{job_id}",
                  "/api/v1/model-versions/{version_id}/lineage", "/api/v1/recipes/{recipe_id}/diff"):
         assert path in text, path
+
+
+def _publish_output_of(job: MergeJob, alice, sd1_inputs):
+    """Finish `job` as the worker would, with any stored blob as its output."""
+    from django.db import transaction
+
+    from merges.registry.services import _blob_of, merge_output_publish
+
+    base, anime = sd1_inputs
+    inputs = {
+        "base": {"sha256": base.files.get().sha256, "model_version": base.pk},
+        "anime": {"sha256": anime.files.get().sha256, "model_version": anime.pk},
+    }
+    with transaction.atomic():
+        output = merge_output_publish(
+            recipe_version=job.recipe_version, requester=alice, blob=_blob_of(base.files.get()),
+            merge_key=job.merge_key, inputs=inputs, engine_version=job.engine_version, job=job,
+        )
+        MergeJob.objects.filter(pk=job.pk).update(status=MergeJob.Status.SUCCEEDED)
+    return output
+
+
+def test_a_repeated_cached_run_is_one_round_trip_and_checks_everything_again(alice, bob, public_recipe, sd1_inputs, enqueued):
+    from django.test.utils import CaptureQueriesContext
+
+    from hub.catalog.models import Model
+
+    api = client_for(alice, ["run", "read"])
+    url = f"/api/v1/recipes/{public_recipe.pk}/run"
+    job = MergeJob.objects.get(pk=api.post(url, {"version": 1}, format="json").json()["job"]["id"])
+    output = _publish_output_of(job, alice, sd1_inputs)
+
+    first = api.post(url, {"version": 1}, format="json")
+    assert first.status_code == 200 and first.json()["output"]["modelVersionId"] == output.pk
+    with CaptureQueriesContext(connection) as queries:
+        again = api.post(url, {"version": 1}, format="json")
+    assert again.status_code == 200 and again.json() == first.json()
+    # The API key, then version, inputs and outputs together.
+    assert len(queries) == 2, [q["sql"] for q in queries]
+    assert queries[1]["sql"].count("EXECUTE registry_") == 3
+
+    # Nothing is taken on trust from the earlier run: a licence changed since is refused.
+    base, _ = sd1_inputs
+    Model.objects.filter(pk=base.model_id).update(allow_derivatives=False)
+    refused = api.post(url, {"version": 1}, format="json")
+    assert refused.status_code == 403 and refused.json()["details"]["reason"] == "licence_forbids_derivatives"
+    Model.objects.filter(pk=base.model_id).update(allow_derivatives=True)
+    # Nor is the recipe's visibility: made private by its owner, it is gone for others.
+    bob_api = client_for(bob, ["run"])
+    assert bob_api.post(url, {"version": 1}, format="json").status_code == 200
+    Recipe.objects.filter(pk=public_recipe.pk).update(visibility=Recipe.Visibility.PRIVATE)
+    assert bob_api.post(url, {"version": 1}, format="json").status_code == 404
+    assert MergeJob.objects.count() == 1
+
+
+def test_a_cached_run_of_the_latest_version_notices_a_newer_version(alice, public_recipe, sd1_inputs, enqueued):
+    from merges.registry.services import recipe_version_create
+
+    api = client_for(alice, ["run", "read"])
+    url = f"/api/v1/recipes/{public_recipe.pk}/run"
+    job = MergeJob.objects.get(pk=api.post(url, {}, format="json").json()["job"]["id"])
+    _publish_output_of(job, alice, sd1_inputs)
+    assert api.post(url, {}, format="json").json()["cached"] is True
+    assert api.post(url, {}, format="json").json()["cached"] is True
+
+    base, anime = sd1_inputs
+    recipe_version_create(recipe=public_recipe, author=alice, source=sd1_document(base.pk, anime.pk, alpha=0.7))
+    newer = api.post(url, {}, format="json")
+    assert newer.status_code == 202 and newer.json()["job"]["recipeVersion"] == 2
