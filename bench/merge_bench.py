@@ -6,8 +6,8 @@
 Generates two fp16 checkpoints with the real key names and shapes of SD1.5
 (1,130 tensors, 2.13 GB) from sd-mecha's ``sd1-ldm`` key list (and SDXL's
 ``sdxl-sgm`` for the memory figure) under ``bench/out/``, then merges them
-with weighted_sum at alpha=0.5 three ways, each in its own process so its
-peak RSS can be read from ``wait4``:
+with weighted_sum at alpha=0.5 three ways, each in its own process, which
+reports its own peak RSS (``VmHWM``):
 
 * engine: ``merges.engine.run_recipe`` (input SHA-256s passed in, as the hub
   passes the hashes it already knows);
@@ -145,11 +145,29 @@ def _child_mecha(a: str, b: str, out: str) -> None:
 
 
 def _report(seconds: float) -> None:
-    print("BENCH_RESULT " + json.dumps({"merge_s": seconds}), flush=True)
+    print("BENCH_RESULT " + json.dumps({"merge_s": seconds, "hwm_mb": _own_peak_rss_mb()}), flush=True)
+
+
+def _own_peak_rss_mb() -> float | None:
+    """This process's peak RSS since exec (VmHWM), on Linux.
+
+    Not ``ru_maxrss`` as the parent sees it: subprocess spawns with vfork, and
+    Linux carries the spawning process's peak into the child's maxrss at exec,
+    so a parent that had imported torch or generated inputs would be counted
+    against every contender.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def run_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run one contender; returns merge time, process wall time and peak RSS (MB)."""
+    """Run one contender; returns merge time, process wall time and its own peak RSS (MB)."""
     cmd = [sys.executable, __file__, "_child", kind, *args]
     # Start each contender with no dirty pages left by the one before: the
     # kernel's writeback of 2 GB would otherwise slow whoever runs next.
@@ -166,7 +184,7 @@ def run_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[
     line = next(l for l in out.splitlines() if l.startswith("BENCH_RESULT "))
     result = json.loads(line.split(" ", 1)[1])
     result["process_s"] = wall
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    result["peak_rss_mb"] = result.pop("hwm_mb", None) or usage.ru_maxrss / 1024  # Linux reports KiB
     # CPU seconds: steadier than wall time on a machine shared with other work.
     result["cpu_s"] = usage.ru_utime + usage.ru_stime
     return result
