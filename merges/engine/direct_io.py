@@ -100,6 +100,11 @@ class DirectFileWriter:
 
     def abort(self) -> None:
         if self.direct:
+            with self._cond:
+                # Only the buffer being written (if any) is finished; the rest
+                # would be written to a file about to be deleted.
+                while len(self._full) > 1:
+                    self._full.pop()
             self._stop(raise_error=False)
             self._release()
 
@@ -132,8 +137,10 @@ class DirectFileWriter:
             try:
                 self._write_direct(view)
             except BaseException as exc:  # reported to the caller at its next hand-over or close
-                # Its traceback would keep slices of our buffers alive (and the mmaps open).
+                # Its traceback (and that of the error it was raised while
+                # handling) would keep slices of our buffers alive, and the mmaps open.
                 exc.__traceback__ = None
+                exc.__context__ = exc.__cause__ = None
                 del view
                 with self._cond:
                     self._error = exc

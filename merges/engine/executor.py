@@ -137,10 +137,27 @@ class KeyPlan:
     whole: bool  # needs the whole tensor at once (non-elementwise method)
     leaves: list[Leaf]
     loras: list[LoraNode]
+    _shared: frozenset[int] | None = field(default=None, repr=False)
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    def shared_nodes(self) -> frozenset[int]:
+        """Ids of the nodes more than one parent reads (a step or input used twice)."""
+        if self._shared is None:
+            parents: dict[int, int] = {}
+            for node in _walk(self.expr, set()):
+                if isinstance(node, OpNode):
+                    children = node.children
+                elif isinstance(node, LoraNode):
+                    children = [node.child]
+                else:
+                    children = []
+                for child in children:
+                    parents[id(child)] = parents.get(id(child), 0) + 1
+            self._shared = frozenset(i for i, n in parents.items() if n > 1)
+        return self._shared
 
     @property
     def raw_copy(self) -> bool:
@@ -647,33 +664,43 @@ class _Run:
         """
         out = torch.empty(item.count, dtype=torch_dtype(plan.dtype))
         scratch = _scratch()
+        shared = plan.shared_nodes()
         for lo in range(0, item.count, PIECE_ELEMS):
             hi = min(lo + PIECE_ELEMS, item.count)
             try:
-                out[lo:hi].copy_(self._eval_piece(plan.expr, item, lo, hi, deltas, scratch))
+                out[lo:hi].copy_(self._eval_piece(plan.expr, item, lo, hi, deltas, scratch, shared, {}))
             finally:
                 scratch.release_all()
         return out
 
     def _eval_piece(
-        self, node: Node, item: "_Item", lo: int, hi: int, deltas: dict[int, Tensor], scratch: "_Scratch"
+        self, node: Node, item: "_Item", lo: int, hi: int, deltas: dict[int, Tensor],
+        scratch: "_Scratch", shared: frozenset[int], memo: dict[int, Tensor],
     ) -> Tensor:
         """Float32 value of ``node`` over ``[lo, hi)`` of the slice, in a buffer the caller may overwrite.
 
-        Every use of a node gets its own buffer: a value two steps read (a
-        shared input or step) is computed again rather than memoised, since
-        the first reader overwrites its buffer in place.
+        A node several steps read is computed once per piece and kept
+        aside; each reader gets its own copy, since readers work in place.
         """
+        kept = memo.get(id(node))
+        if kept is not None:
+            return scratch.take(hi - lo).copy_(kept)
         if isinstance(node, Leaf):
-            return scratch.take(hi - lo).copy_(item.tensors[(node.source, node.name)][lo:hi])
-        if isinstance(node, LoraNode):
-            result = self._eval_piece(node.child, item, lo, hi, deltas, scratch)
+            result = scratch.take(hi - lo).copy_(item.tensors[(node.source, node.name)][lo:hi])
+        elif isinstance(node, LoraNode):
+            result = self._eval_piece(node.child, item, lo, hi, deltas, scratch, shared, memo)
             delta = deltas[id(node)][item.start + lo : item.start + hi]
-            return result.add_(torch.mul(delta, node.strength, out=scratch.take(hi - lo)))
-        args = [self._eval_piece(c, item, lo, hi, deltas, scratch) for c in node.children]
-        if node.step.op in _INPLACE:
-            return _apply_inplace(node, args, scratch)
-        return _apply(node, args, item.start + lo)
+            result.add_(torch.mul(delta, node.strength, out=scratch.take(hi - lo)))
+        else:
+            args = [self._eval_piece(c, item, lo, hi, deltas, scratch, shared, memo) for c in node.children]
+            if node.step.op in _INPLACE:
+                result = _apply_inplace(node, args, scratch)
+            else:
+                result = _apply(node, args, item.start + lo)
+        if id(node) in shared:
+            memo[id(node)] = result
+            return scratch.take(hi - lo).copy_(result)
+        return result
 
     def _lora_deltas(self, plan: KeyPlan, tensors: dict[int, dict[str, dict[str, Tensor]]], deltas: dict[int, Tensor]) -> None:
         from .lora import lora_key_delta

@@ -430,6 +430,7 @@ class RecipeRunView(RegistryView):
         found = services.merge_run_for(user=request.user, recipe_id=recipe_id, number=data.get("version"))
         if found is None:
             self.version(self.recipe(recipe_id), data.get("version"))  # raises the right 404
+            raise NotFound(f"recipe {recipe_id} has no such version")  # created since: ask again
         _, outcome = found
         body = {
             "cached": outcome.cached,

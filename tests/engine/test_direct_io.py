@@ -91,3 +91,31 @@ def test_a_disk_error_reaches_the_caller(tmp_path, monkeypatch):
         out.abort()
     finally:
         os.close(fd)
+
+
+def test_abort_writes_no_more_than_the_buffer_on_the_disk(tmp_path, monkeypatch):
+    """Cancelling drops the buffers still queued instead of writing them to a doomed file."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    real_write = direct_io.os.write
+
+    def slow(fd, view):
+        started.set()
+        release.wait(10)
+        return real_write(fd, view)
+
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        out = DirectFileWriter(fd, buffer_bytes=8192, buffers=4)
+        if not out.direct:
+            pytest.skip("O_DIRECT is not available here")
+        monkeypatch.setattr(direct_io.os, "write", slow)
+        for _ in range(3):  # one buffer being written, two queued behind it
+            out.write(memoryview(b"z" * 8192))
+        assert started.wait(10)
+        threading.Timer(0.2, release.set).start()
+        out.abort()
+    finally:
+        os.close(fd)
+    assert os.path.getsize(tmp_path / "out") == 8192

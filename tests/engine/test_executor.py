@@ -202,6 +202,28 @@ def test_pieces_with_shared_steps_and_inputs_equal_the_methods(tmp_path, models,
     assert checked > 10
 
 
+def test_a_step_read_many_times_is_computed_once_per_piece(tmp_path, models, monkeypatch) -> None:
+    """Each step reads the two before it: evaluated as a tree that is fib(26) ≈ 121k
+    evaluations per piece, so without sharing this run would not finish."""
+    from merges.engine import executor
+
+    monkeypatch.setattr(executor, "PIECE_ELEMS", 1024)
+    steps = [
+        {"id": "s0", "op": "weighted_sum", "inputs": ["a", "c"], "alpha": 0.3},
+        {"id": "s1", "op": "weighted_sum", "inputs": ["c", "d"], "alpha": 0.6},
+    ]
+    for k in range(2, 26):
+        steps.append({"id": f"s{k}", "op": "add_difference", "inputs": [f"s{k - 1}", f"s{k - 2}", "a"], "alpha": 0.25})
+    execute(recipe(steps, ["a", "c", "d"], dtype="fp32"), paths(tmp_path, "acd"), tmp_path / "out.safetensors", chunk_elems=SLICE)
+    got = load_file(str(tmp_path / "out.safetensors"))
+    a, c, d = models["a"], models["c"], models["d"]
+    for k in (BIG_KEY, "first_stage_model.decoder.conv_in.weight"):
+        chain = [methods.weighted_sum(a[k], c[k], 0.3), methods.weighted_sum(c[k], d[k], 0.6)]
+        for _ in range(2, 26):
+            chain.append(methods.add_difference(chain[-1], chain[-2], a[k], 0.25))
+        assert torch.equal(got[k], chain[-1]), k
+
+
 def test_progress_reports_every_tensor_and_all_bytes(tmp_path, models) -> None:
     calls: list[tuple[int, int, int, int]] = []
     r = recipe([{"id": "m", "op": "weighted_sum", "inputs": ["a", "b"]}], ["a", "b"])
