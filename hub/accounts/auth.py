@@ -5,7 +5,7 @@ from rest_framework import authentication, exceptions, permissions
 from hub.accounts.services import InvalidApiKey, api_key_authenticate
 
 
-def _bearer_token(request) -> str | None:
+def bearer_token(request) -> str | None:
     header = authentication.get_authorization_header(request).decode("latin-1")
     if header:
         scheme, _, token = header.partition(" ")
@@ -20,7 +20,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer mw_…` or `?token=mw_…`; `request.auth` is the ApiKey."""
 
     def authenticate(self, request):
-        token = _bearer_token(request)
+        token = bearer_token(request)
         if token is None:
             return None
         try:

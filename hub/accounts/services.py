@@ -67,7 +67,11 @@ _KEY_BY_PREFIX = PreparedValuesQuery(
 
 
 def _api_key_with_user(prefix: str) -> ApiKey | None:
-    rows = _KEY_BY_PREFIX.rows(prefix)
+    return api_key_from_rows(_KEY_BY_PREFIX.rows(prefix))
+
+
+def api_key_from_rows(rows: list) -> ApiKey | None:
+    """The key (with its user) from the rows of `api_key_lookup_call`."""
     if not rows:
         return None
     row = rows[0]
@@ -76,12 +80,32 @@ def _api_key_with_user(prefix: str) -> ApiKey | None:
     return key
 
 
-def api_key_authenticate(plaintext: str) -> ApiKey:
-    """Return the active key for `plaintext`, or raise InvalidApiKey with a reason."""
+def api_key_split(plaintext: str) -> tuple[str, str]:
+    """(prefix, secret) of a plaintext key, or InvalidApiKey if it cannot be one."""
     if not plaintext.startswith(KEY_PREFIX) or plaintext.count("_") < 2:
         raise InvalidApiKey("malformed API key")
     prefix, _, secret = plaintext[len(KEY_PREFIX):].partition("_")
-    key = _api_key_with_user(prefix)
+    return prefix, secret
+
+
+def api_key_lookup_call(prefix: str) -> tuple[PreparedValuesQuery, tuple[str]]:
+    """The key lookup as a call for `rows_many`, so it can share a round trip with what the request needs next."""
+    return _KEY_BY_PREFIX, (prefix,)
+
+
+# prefix -> user id of keys that authenticated in this process. A key never
+# changes owner, so a request can guess its user before the key is checked and
+# fetch the user's rows in the same round trip; the guess is verified after.
+_KEY_USERS: dict[str, int] = {}
+_KEY_USERS_MAX = 4096
+
+
+def api_key_user_guess(prefix: str) -> int | None:
+    return _KEY_USERS.get(prefix)
+
+
+def api_key_check(key: ApiKey | None, secret: str) -> ApiKey:
+    """Accept `key` (from the lookup by prefix) for `secret`, or raise InvalidApiKey with a reason."""
     if key is None or not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
         raise InvalidApiKey("unknown API key")
     if key.revoked_at is not None:
@@ -93,7 +117,17 @@ def api_key_authenticate(plaintext: str) -> ApiKey:
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+    if _KEY_USERS.get(key.prefix) != key.user_id:
+        if len(_KEY_USERS) >= _KEY_USERS_MAX:
+            _KEY_USERS.clear()
+        _KEY_USERS[key.prefix] = key.user_id
     return key
+
+
+def api_key_authenticate(plaintext: str) -> ApiKey:
+    """Return the active key for `plaintext`, or raise InvalidApiKey with a reason."""
+    prefix, secret = api_key_split(plaintext)
+    return api_key_check(_api_key_with_user(prefix), secret)
 
 
 def user_create(*, username: str, password: str, email: str = "") -> User:

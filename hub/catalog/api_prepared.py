@@ -19,12 +19,25 @@ import threading
 import uuid
 import weakref
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from django.db import NotSupportedError, ProgrammingError, connection
 from django.db.models import QuerySet
 
 Row = dict[str, Any]
+
+
+def instance_from_row(model: type, values: Mapping[str, Any]):
+    """A model instance from some of its columns by attname; the others load on access.
+
+    `Model.from_db` takes a partial row's values in the model's field order,
+    whatever order the names are given in, so they are put in that order here.
+    """
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
+    if len(names) != len(values):
+        raise ValueError(f"{model.__name__} has no columns {sorted(set(values) - set(names))}")
+    return model.from_db("default", names, [values[n] for n in names])
 
 # psycopg connection -> names of the statements prepared on it. Keyed weakly so
 # a closed and replaced connection starts with nothing prepared.

@@ -115,18 +115,27 @@ def visible_output_rows(viewer_id: int, merge_key: str) -> list[Row]:
 
 
 def cached_run_rows(
-    viewer_id: int, recipe_id: int, number: int | None, version_ids: list[int], shas: list[str], merge_key: str
-) -> tuple[Row | None, list[Row], list[Row]]:
+    viewer_id: int,
+    recipe_id: int,
+    number: int | None,
+    version_ids: list[int],
+    shas: list[str],
+    merge_key: str,
+    *,
+    first: tuple[PreparedValuesQuery, tuple[Any, ...]] | None = None,
+) -> tuple[Any, ...]:
     """A cached run's three lookups in one round trip, for inputs and a merge key already known.
 
+    Returns (version row or None, input rows, output rows), preceded by the
+    rows of `first` when a lookup is given to run ahead of them (the API key's).
     The caller must check that the version found is the one those inputs and
     that key were derived from.
     """
-    version, inputs, outputs = rows_many(
-        [
-            _version_call(viewer_id, recipe_id, number),
-            (_inputs_query(len(version_ids), len(shas)), (*version_ids, *shas, viewer_id)),
-            (_outputs, (merge_key, viewer_id)),
-        ]
-    )
-    return (version[0] if version else None), inputs, outputs
+    calls = [
+        _version_call(viewer_id, recipe_id, number),
+        (_inputs_query(len(version_ids), len(shas)), (*version_ids, *shas, viewer_id)),
+        (_outputs, (merge_key, viewer_id)),
+    ]
+    results = rows_many([first, *calls] if first is not None else calls)
+    version, inputs, outputs = results[-3:]
+    return (*results[:-3], version[0] if version else None, inputs, outputs)

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from hub.catalog.api_prepared import instance_from_row
 from hub.catalog.models import ModelVersion
 from hub.catalog.selectors import models_visible_to
 from merges.registry import lookups
@@ -78,7 +79,7 @@ def recipe_version_get_for(user, recipe_id: int, number: int | None = None) -> R
     row = lookups.recipe_version_row(user.pk if _is_user(user) else 0, recipe_id, number)
     if row is None:
         return None
-    return RecipeVersion.from_db("default", list(row), list(row.values()))
+    return instance_from_row(RecipeVersion, row)
 
 
 def recipe_version_for(user, version_id: int) -> RecipeVersion | None:

@@ -15,7 +15,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from hub.accounts.models import User
+from hub.accounts.models import ApiKey, User
+from hub.accounts.services import (
+    api_key_authenticate,
+    api_key_check,
+    api_key_from_rows,
+    api_key_lookup_call,
+    api_key_split,
+    api_key_user_guess,
+)
+from hub.catalog.api_prepared import Row, instance_from_row
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
 from hub.files.models import ModelFile
@@ -369,14 +378,12 @@ def _enqueue(job_id: int) -> None:
 
 def _output_version(row: Mapping[str, Any]) -> ModelVersion:
     """The output version from a lookup row, with the fields the API shows (others load on access)."""
-    model = Model.from_db(
-        "default",
-        ["id", "name", "slug", "owner_id"],
-        [row["model_version__model_id"], row["model_version__model__name"], row["model_version__model__slug"],
-         row["model_version__model__owner_id"]],
-    )
-    version = ModelVersion.from_db(
-        "default", ["id", "name", "model_id"], [row["model_version_id"], row["model_version__name"], model.pk]
+    model = instance_from_row(Model, {
+        "id": row["model_version__model_id"], "name": row["model_version__model__name"],
+        "slug": row["model_version__model__slug"], "owner_id": row["model_version__model__owner_id"],
+    })
+    version = instance_from_row(
+        ModelVersion, {"id": row["model_version_id"], "name": row["model_version__name"], "model_id": model.pk}
     )
     version.model = model
     return version
@@ -437,8 +444,6 @@ def merge_run_for(*, user: User, recipe_id: int, number: int | None) -> tuple[Re
     merge key are fetched together, from what the last run of that version
     found, and used only if the version and the merge key come out the same.
     """
-    from merges.engine import ENGINE_VERSION
-
     guess = _RUN_GUESSES.get((recipe_id, number))
     if guess is not None:
         row, input_rows, output_rows = lookups.cached_run_rows(
@@ -446,23 +451,71 @@ def merge_run_for(*, user: User, recipe_id: int, number: int | None) -> tuple[Re
         )
         if row is None:
             return None
-        version = RecipeVersion.from_db("default", list(row), list(row.values()))
-        # Ids are never reused, but compare what the guess was made from anyway.
-        if version.pk == guess.version_id and _input_refs(version.document) == (guess.version_ids, guess.shas):
-            inputs = _inputs_from_rows(version.document, user, input_rows)
-            key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
-            cached = _visible_output(user, key, output_rows) if key == guess.merge_key else None
-            if cached is not None:
-                return version, RunOutcome(job=None, output=cached)
+        version = instance_from_row(RecipeVersion, row)
+        cached = _cached_from_guess(guess, user, version, input_rows, output_rows)
+        if cached is not None:
+            return version, cached
     else:
         version = selectors.recipe_version_get_for(user, recipe_id, number)
         if version is None:
             return None
+    return version, _merge_run_remembered(version, user, recipe_id, number)
+
+
+NOT_FOUND = "not found"
+
+
+def merge_run_with_api_key(
+    *, token: str, recipe_id: int, number: int | None
+) -> tuple[ApiKey, tuple[RecipeVersion, RunOutcome] | str | None]:
+    """Authenticate an API key and, when it repeats a run the cache answered, answer it: one round trip in all.
+
+    Returns the key and `(version, outcome)`, or NOT_FOUND when the key's user
+    cannot see that version, or None when this could not be answered from what
+    earlier runs found (call `merge_run_for` once the request is authorised).
+    Raises InvalidApiKey as `api_key_authenticate` does. Nothing is written
+    but the key's last-used time, so a caller may still refuse the request.
+    """
+    prefix, secret = api_key_split(token)
+    guess = _RUN_GUESSES.get((recipe_id, number))
+    user_id = api_key_user_guess(prefix)
+    if guess is None or user_id is None:
+        return api_key_authenticate(token), None
+    key_rows, row, input_rows, output_rows = lookups.cached_run_rows(
+        user_id, recipe_id, number, guess.version_ids, guess.shas, guess.merge_key,
+        first=api_key_lookup_call(prefix),
+    )
+    key = api_key_check(api_key_from_rows(key_rows), secret)
+    if key.user_id != user_id:
+        return key, None  # the rows were fetched for someone else
+    if row is None:
+        return key, NOT_FOUND
+    version = instance_from_row(RecipeVersion, row)
+    cached = _cached_from_guess(guess, key.user, version, input_rows, output_rows)
+    return key, ((version, cached) if cached is not None else None)
+
+
+def _cached_from_guess(
+    guess: _RunGuess, user: User, version: RecipeVersion, input_rows: list[Row], output_rows: list[Row]
+) -> RunOutcome | None:
+    """The cached output, if the guess still describes this version; rows are checked as on the slow path."""
+    from merges.engine import ENGINE_VERSION
+
+    # Ids are never reused, but compare what the guess was made from anyway.
+    if version.pk != guess.version_id or _input_refs(version.document) != (guess.version_ids, guess.shas):
+        return None
+    inputs = _inputs_from_rows(version.document, user, input_rows)
+    key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
+    cached = _visible_output(user, key, output_rows) if key == guess.merge_key else None
+    return RunOutcome(job=None, output=cached) if cached is not None else None
+
+
+def _merge_run_remembered(version: RecipeVersion, user: User, recipe_id: int, number: int | None) -> RunOutcome:
     outcome, guess = _merge_run(version, user)
     if len(_RUN_GUESSES) >= _MERGE_KEYS_MAX:
         _RUN_GUESSES.clear()
     _RUN_GUESSES[(recipe_id, number)] = guess
-    return version, outcome
+    return outcome
 
 
 def merge_run(*, version: RecipeVersion, user: User) -> RunOutcome:

@@ -312,12 +312,16 @@ def test_a_repeated_cached_run_is_one_round_trip_and_checks_everything_again(ali
 
     first = api.post(url, {"version": 1}, format="json")
     assert first.status_code == 200 and first.json()["output"]["modelVersionId"] == output.pk
+    shown = first.json()["output"]
+    assert (shown["name"], shown["modelId"], shown["modelName"]) == (output.name, output.model_id, output.model.name)
+    assert shown["url"] == f"/models/{output.model_id}/{output.model.slug}/?modelVersionId={output.pk}"
     with CaptureQueriesContext(connection) as queries:
         again = api.post(url, {"version": 1}, format="json")
     assert again.status_code == 200 and again.json() == first.json()
-    # The API key, then version, inputs and outputs together.
-    assert len(queries) == 2, [q["sql"] for q in queries]
-    assert queries[1]["sql"].count("EXECUTE registry_") == 3
+    # The API key, the version, its inputs and the outputs, together.
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert queries[0]["sql"].startswith("EXECUTE mw_api_key_by_prefix(")
+    assert queries[0]["sql"].count("EXECUTE registry_") == 3
 
     # Nothing is taken on trust from the earlier run: a licence changed since is refused.
     base, _ = sd1_inputs
@@ -330,6 +334,92 @@ def test_a_repeated_cached_run_is_one_round_trip_and_checks_everything_again(ali
     assert bob_api.post(url, {"version": 1}, format="json").status_code == 200
     Recipe.objects.filter(pk=public_recipe.pk).update(visibility=Recipe.Visibility.PRIVATE)
     assert bob_api.post(url, {"version": 1}, format="json").status_code == 404
+    assert MergeJob.objects.count() == 1
+
+
+def _cached_run(alice, recipe, sd1_inputs) -> str:
+    """Run version 1 of `recipe` to a published output and answer it once from the cache; its run URL."""
+    api = client_for(alice, ["run", "read"])
+    url = f"/api/v1/recipes/{recipe.pk}/run"
+    _publish_output_of(MergeJob.objects.get(pk=api.post(url, {"version": 1}, format="json").json()["job"]["id"]),
+                       alice, sd1_inputs)
+    assert api.post(url, {"version": 1}, format="json").json()["cached"] is True
+    return url
+
+
+def test_the_key_checked_with_a_cached_run_is_checked_in_full(alice, public_recipe, sd1_inputs, enqueued):
+    from rest_framework.test import APIClient
+
+    from hub.accounts.services import api_key_revoke
+
+    url = _cached_run(alice, public_recipe, sd1_inputs)
+    issued = api_key_create(user=alice, name="second", scopes=["run"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    assert api.post(url, {"version": 1}, format="json").status_code == 200  # its user is now known
+
+    wrong = APIClient()
+    wrong.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext[:-4]}abcd")
+    response = wrong.post(url, {"version": 1}, format="json")
+    assert response.status_code == 401 and response.json()["error"] == "unknown API key"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+    api_key_revoke(api_key=issued.api_key)
+    response = api.post(url, {"version": 1}, format="json")
+    assert response.status_code == 401 and "revoked" in response.json()["error"]
+
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    response = client_for(alice, ["run"]).post(url, {"version": 1}, format="json")
+    assert response.status_code == 401 and "disabled" in response.json()["error"]
+
+
+def test_a_cached_run_still_needs_the_run_scope(alice, public_recipe, sd1_inputs, enqueued):
+    url = _cached_run(alice, public_recipe, sd1_inputs)
+    reader = client_for(alice, ["read"])
+    reader.get("/api/v1/recipes")  # the key authenticates once, so its user is known
+    refused = reader.post(url, {"version": 1}, format="json")
+    assert refused.status_code == 403 and "'run' scope" in refused.json()["error"]
+
+
+def test_a_wrong_guess_of_the_keys_user_falls_back_to_the_full_path(alice, bob, sd1_inputs, enqueued):
+    from hub.accounts import services as accounts
+
+    base, anime = sd1_inputs
+    private = recipe_create(owner=alice, title="Mine", source=sd1_document(base.pk, anime.pk), visibility="private")
+    url = _cached_run(alice, private, sd1_inputs)
+    issued = api_key_create(user=alice, name="guessed", scopes=["run"])
+    # As if the prefix had last been seen with Bob's id: the rows come back for Bob (who cannot see the recipe).
+    accounts._KEY_USERS[issued.api_key.prefix] = bob.pk
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    response = api.post(url, {"version": 1}, format="json")
+    assert response.status_code == 200 and response.json()["cached"] is True
+    assert accounts._KEY_USERS[issued.api_key.prefix] == alice.pk
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ('{"version": "1"}', "application/json", 200),  # DRF reads "1" as 1; the fast path leaves it to DRF
+        ('{"version": 1, "note": "x"}', "application/json", 200),
+        ('{"version": 0}', "application/json", 400),
+        ('{"version": true}', "application/json", 400),
+        ('{"version": 99}', "application/json", 404),
+        ('[1]', "application/json", 400),
+        ('{"version": ', "application/json", 400),
+        ('{"version": 1}', "application/json; charset=utf-8", 200),
+        ('{"version": 1}', "application/json-patch+json", 415),
+        ("version=1", "application/x-www-form-urlencoded", 200),  # a form: DRF parses it, the slow way
+    ],
+)
+def test_run_bodies_answer_as_drf_reads_them(alice, public_recipe, sd1_inputs, enqueued, body, content_type, expected):
+    url = _cached_run(alice, public_recipe, sd1_inputs)
+    response = client_for(alice, ["run"]).generic("POST", url, body, content_type=content_type)
+    assert response.status_code == expected, response.content
+    assert "error" in response.json() or response.json()["cached"] is True
     assert MergeJob.objects.count() == 1
 
 
