@@ -6,7 +6,6 @@ needs `run`. Website sessions act with every scope.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db.models import Q
@@ -17,9 +16,10 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.utils import json as drf_json
 from rest_framework.views import APIView
 
-from hub.accounts.auth import HasScope, bearer_token
+from hub.accounts.auth import ApiKeyAuthentication, HasScope, bearer_token
 from hub.accounts.services import InvalidApiKey
 from hub.api.errors import error_body
 from hub.api.negotiation import JsonOnlyNegotiation
@@ -413,44 +413,48 @@ _UNREAD = object()
 def _peek_run_version(request) -> Any:
     """The `version` a run request's JSON body names (None: absent), or _UNREAD if it is not that simple.
 
-    Read from the raw bytes so that DRF's own parsing, later, is untouched.
+    Read from the raw bytes, by rules no looser than DRF's JSONParser and
+    RunIn, so that anything else is left to them, untouched.
     """
     if request.method != "POST" or (request.content_type or "").split(";")[0].strip().lower() != "application/json":
         return _UNREAD
     try:
         if int(request.META.get("CONTENT_LENGTH") or 0) > 1024:
             return _UNREAD  # not a plain run request; DRF reads it with its own limits
-        raw = request.body
-        body = json.loads(raw) if raw else {}
-    except ValueError:
+        raw = request.body.decode(request.encoding or "utf-8")
+        body = drf_json.loads(raw) if raw else {}
+    except (ValueError, LookupError, RecursionError):
         return _UNREAD
-    number = body.get("version") if isinstance(body, dict) else _UNREAD
-    if number is None or (type(number) is int and number >= 1):
-        return number
-    return _UNREAD
+    if not isinstance(body, dict):
+        return _UNREAD
+    if "version" not in body:
+        return None
+    number = body["version"]
+    return number if type(number) is int and number >= 1 else _UNREAD
 
 
 class RecipeRunView(RegistryView):
     write_scope = "run"
-    answered: tuple[Any, Any] | None = None
+    prefetched: services.PrefetchedRun | None = None
+    number: Any = _UNREAD
 
     def initial(self, request, *args, **kwargs):
         # An API-key request that repeats a cached run: the key check and the
         # run's lookups share one round trip. Permissions are checked after,
-        # as for any request; only the answer is kept for `post`.
+        # as for any request, and nothing is run before they pass.
         token = bearer_token(request)
-        number = _peek_run_version(request) if token is not None else _UNREAD
-        if number is not _UNREAD:
+        self.number = _peek_run_version(request) if token is not None else _UNREAD
+        if self.number is not _UNREAD:
             try:
-                key, answer = services.merge_run_with_api_key(
-                    token=token, recipe_id=kwargs["recipe_id"], number=number
+                key, self.prefetched = services.merge_run_with_api_key(
+                    token=token, recipe_id=kwargs["recipe_id"], number=self.number
                 )
             except InvalidApiKey as exc:
                 raise AuthenticationFailed(str(exc)) from exc
             request.user, request.auth = key.user, key
-            self.answered = (number, answer)
+            # What DRF records when an authenticator succeeds; a refusal reads it.
+            request._authenticator = next(a for a in request.authenticators if isinstance(a, ApiKeyAuthentication))
         super().initial(request, *args, **kwargs)
-
 
     @extend_schema(
         operation_id="recipes_run",
@@ -470,16 +474,11 @@ class RecipeRunView(RegistryView):
         tags=["merge jobs"],
     )
     def post(self, request, recipe_id: int):
-        found = None
-        if self.answered is not None:
-            # The body was already read, by rules no looser than RunIn's.
-            number, found = self.answered
-        else:
-            number = _body(RunIn, request).get("version")
-        if found is None:
-            found = services.merge_run_for(user=request.user, recipe_id=recipe_id, number=number)
-        elif found is services.NOT_FOUND:
-            found = None
+        # A body already read in initial() was read by rules no looser than RunIn's.
+        number = _body(RunIn, request).get("version") if self.number is _UNREAD else self.number
+        found = services.merge_run_for(
+            user=request.user, recipe_id=recipe_id, number=number, prefetched=self.prefetched
+        )
         if found is None:
             self.version(self.recipe(recipe_id), number)  # raises the right 404
             raise NotFound(f"recipe {recipe_id} has no such version")  # created since: ask again

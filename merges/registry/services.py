@@ -436,14 +436,36 @@ class _RunGuess:
 _RUN_GUESSES: dict[tuple[int, int | None], _RunGuess] = {}
 
 
-def merge_run_for(*, user: User, recipe_id: int, number: int | None) -> tuple[RecipeVersion, RunOutcome] | None:
+@dataclass(frozen=True)
+class PrefetchedRun:
+    """What `merge_run_with_api_key` found for a run before the request was authorised."""
+
+    user_id: int
+    recipe_id: int
+    number: int | None
+    version: RecipeVersion | None  # None: the user cannot see that version
+    outcome: RunOutcome | None  # the cached answer, if the guess held
+
+
+def merge_run_for(
+    *, user: User, recipe_id: int, number: int | None, prefetched: PrefetchedRun | None = None
+) -> tuple[RecipeVersion, RunOutcome] | None:
     """`merge_run` for a version named by recipe and number (None: the latest); None if the user cannot see it.
 
     A run already answered from the cache is answered again with one round
     trip to the database: the version, its inputs and the outputs for the
     merge key are fetched together, from what the last run of that version
     found, and used only if the version and the merge key come out the same.
+    `prefetched` is that round trip made already, with the API key check.
     """
+    if prefetched is not None and (prefetched.user_id, prefetched.recipe_id, prefetched.number) == (
+        user.pk, recipe_id, number
+    ):
+        if prefetched.version is None:
+            return None
+        if prefetched.outcome is not None:
+            return prefetched.version, prefetched.outcome
+        return prefetched.version, _merge_run_remembered(prefetched.version, user, recipe_id, number)
     guess = _RUN_GUESSES.get((recipe_id, number))
     if guess is not None:
         row, input_rows, output_rows = lookups.cached_run_rows(
@@ -462,19 +484,17 @@ def merge_run_for(*, user: User, recipe_id: int, number: int | None) -> tuple[Re
     return version, _merge_run_remembered(version, user, recipe_id, number)
 
 
-NOT_FOUND = "not found"
-
-
 def merge_run_with_api_key(
     *, token: str, recipe_id: int, number: int | None
-) -> tuple[ApiKey, tuple[RecipeVersion, RunOutcome] | str | None]:
-    """Authenticate an API key and, when it repeats a run the cache answered, answer it: one round trip in all.
+) -> tuple[ApiKey, PrefetchedRun | None]:
+    """Authenticate an API key and look up a run it repeats, in one round trip; nothing is run yet.
 
-    Returns the key and `(version, outcome)`, or NOT_FOUND when the key's user
-    cannot see that version, or None when this could not be answered from what
-    earlier runs found (call `merge_run_for` once the request is authorised).
-    Raises InvalidApiKey as `api_key_authenticate` does. Nothing is written
-    but the key's last-used time, so a caller may still refuse the request.
+    Raises InvalidApiKey as `api_key_authenticate` does. Otherwise returns the
+    key and, when earlier runs of this version told what to fetch, what was
+    found for the key's user, to pass to `merge_run_for` once the request is
+    authorised (None: nothing was fetched). Nothing is written but the key's
+    last-used time and no registry error is raised here, so an unauthorised
+    request is refused exactly as it would be without this.
     """
     prefix, secret = api_key_split(token)
     guess = _RUN_GUESSES.get((recipe_id, number))
@@ -488,11 +508,14 @@ def merge_run_with_api_key(
     key = api_key_check(api_key_from_rows(key_rows), secret)
     if key.user_id != user_id:
         return key, None  # the rows were fetched for someone else
-    if row is None:
-        return key, NOT_FOUND
-    version = instance_from_row(RecipeVersion, row)
-    cached = _cached_from_guess(guess, key.user, version, input_rows, output_rows)
-    return key, ((version, cached) if cached is not None else None)
+    version = instance_from_row(RecipeVersion, row) if row is not None else None
+    outcome = None
+    if version is not None:
+        try:
+            outcome = _cached_from_guess(guess, key.user, version, input_rows, output_rows)
+        except RegistryError:
+            pass  # raised again by the full run, after the permission checks
+    return key, PrefetchedRun(user_id, recipe_id, number, version, outcome)
 
 
 def _cached_from_guess(

@@ -375,11 +375,30 @@ def test_the_key_checked_with_a_cached_run_is_checked_in_full(alice, public_reci
 
 
 def test_a_cached_run_still_needs_the_run_scope(alice, public_recipe, sd1_inputs, enqueued):
+    from hub.catalog.models import Model
+
     url = _cached_run(alice, public_recipe, sd1_inputs)
     reader = client_for(alice, ["read"])
     reader.get("/api/v1/recipes")  # the key authenticates once, so its user is known
     refused = reader.post(url, {"version": 1}, format="json")
     assert refused.status_code == 403 and "'run' scope" in refused.json()["error"]
+    # The scope is what a key without it hears about, not what running would have said.
+    base, _ = sd1_inputs
+    Model.objects.filter(pk=base.model_id).update(allow_derivatives=False)
+    refused = reader.post(url, {"version": 1}, format="json")
+    assert refused.status_code == 403 and "'run' scope" in refused.json()["error"]
+    refused = client_for(alice, ["run"]).post(url, {"version": 1}, format="json")
+    assert refused.status_code == 403 and refused.json()["details"]["reason"] == "licence_forbids_derivatives"
+
+
+def test_a_deeply_nested_body_with_a_bad_key_is_401_not_a_crash(alice, public_recipe, sd1_inputs, enqueued):
+    from rest_framework.test import APIClient
+
+    url = _cached_run(alice, public_recipe, sd1_inputs)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Bearer mw_000000000000_nope")
+    response = api.generic("POST", url, "[" * 1000, content_type="application/json")
+    assert response.status_code == 401 and response.json()["error"] == "unknown API key"
 
 
 def test_a_wrong_guess_of_the_keys_user_falls_back_to_the_full_path(alice, bob, sd1_inputs, enqueued):
@@ -408,6 +427,10 @@ def test_a_wrong_guess_of_the_keys_user_falls_back_to_the_full_path(alice, bob, 
         ('{"version": 0}', "application/json", 400),
         ('{"version": true}', "application/json", 400),
         ('{"version": 99}', "application/json", 404),
+        ('{"version": null}', "application/json", 400),
+        ('{"version": 1, "x": NaN}', "application/json", 400),
+        ('\ufeff{"version": 1}', "application/json", 400),
+        ('{"version": 1}', "application/json; charset=utf-16", 400),
         ('[1]', "application/json", 400),
         ('{"version": ', "application/json", 400),
         ('{"version": 1}', "application/json; charset=utf-8", 200),
