@@ -14,8 +14,10 @@ the moto server, and starts one real Celery worker process (all queues).
   on local copies of the same inputs. Overhead = wall − engine; target:
   overhead ≤ 2 × engine time (tiny SD1 inputs, ~5.8 MB each, 968 tensors).
 - Cache hits: median latency of `POST …/run` for a merge that already has an
-  output (answered 200 with the output, no job) against `GET /api/v1/health`;
-  target ratio ≤ 2.
+  output (answered 200 with the output, no job) against `GET /api/v1/health`,
+  as a client sees them: over HTTP keep-alive to a live gunicorn; target ratio
+  ≤ 2. The same pair through Django's test client (no sockets, so the view's
+  own CPU weighs more) is printed beside it, for comparison.
 """
 from __future__ import annotations
 
@@ -286,8 +288,11 @@ def main() -> None:
     for where, (hit_ms, health_ms) in hits.items():
         print(f"Cache hit, {where} ({args.hits} requests each): POST …/run median {hit_ms:.2f} ms; "
               f"GET /api/v1/health {health_ms:.2f} ms")
-        print(f"  cache hit / health = {hit_ms / health_ms:.2f}  (target ≤ 2.00)  "
-              f"{'OK' if hit_ms / health_ms <= 2 else 'MISSED'}")
+        if where.startswith("in process"):
+            print(f"  cache hit / health = {hit_ms / health_ms:.2f}  (for comparison; the target is over HTTP)")
+        else:
+            print(f"  cache hit / health = {hit_ms / health_ms:.2f}  (target ≤ 2.00)  "
+                  f"{'OK' if hit_ms / health_ms <= 2 else 'MISSED'}")
     print("  where a cache hit's time goes (in process, median):")
     for label, ms in parts.items():
         print(f"    {label}: {ms:.2f} ms")
