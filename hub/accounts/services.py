@@ -66,10 +66,6 @@ _KEY_BY_PREFIX = PreparedValuesQuery(
 )
 
 
-def _api_key_with_user(prefix: str) -> ApiKey | None:
-    return api_key_from_rows(_KEY_BY_PREFIX.rows(prefix))
-
-
 def api_key_from_rows(rows: list) -> ApiKey | None:
     """The key (with its user) from the rows of `api_key_lookup_call`."""
     if not rows:
@@ -127,7 +123,7 @@ def api_key_check(key: ApiKey | None, secret: str) -> ApiKey:
 def api_key_authenticate(plaintext: str) -> ApiKey:
     """Return the active key for `plaintext`, or raise InvalidApiKey with a reason."""
     prefix, secret = api_key_split(plaintext)
-    return api_key_check(_api_key_with_user(prefix), secret)
+    return api_key_check(api_key_from_rows(_KEY_BY_PREFIX.rows(prefix)), secret)
 
 
 def user_create(*, username: str, password: str, email: str = "") -> User:

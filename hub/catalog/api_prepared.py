@@ -18,8 +18,8 @@ import re
 import threading
 import uuid
 import weakref
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from django.db import NotSupportedError, ProgrammingError, connection
@@ -38,6 +38,7 @@ def instance_from_row(model: type, values: Mapping[str, Any]):
     if len(names) != len(values):
         raise ValueError(f"{model.__name__} has no columns {sorted(set(values) - set(names))}")
     return model.from_db("default", names, [values[n] for n in names])
+
 
 # psycopg connection -> names of the statements prepared on it. Keyed weakly so
 # a closed and replaced connection starts with nothing prepared.

@@ -458,30 +458,22 @@ def merge_run_for(
     found, and used only if the version and the merge key come out the same.
     `prefetched` is that round trip made already, with the API key check.
     """
-    if prefetched is not None and (prefetched.user_id, prefetched.recipe_id, prefetched.number) == (
+    if prefetched is None or (prefetched.user_id, prefetched.recipe_id, prefetched.number) != (
         user.pk, recipe_id, number
     ):
-        if prefetched.version is None:
-            return None
-        if prefetched.outcome is not None:
-            return prefetched.version, prefetched.outcome
-        return prefetched.version, _merge_run_remembered(prefetched.version, user, recipe_id, number)
-    guess = _RUN_GUESSES.get((recipe_id, number))
-    if guess is not None:
-        row, input_rows, output_rows = lookups.cached_run_rows(
-            user.pk, recipe_id, number, guess.version_ids, guess.shas, guess.merge_key
-        )
-        if row is None:
-            return None
-        version = instance_from_row(RecipeVersion, row)
-        cached = _cached_from_guess(guess, user, version, input_rows, output_rows)
-        if cached is not None:
-            return version, cached
-    else:
-        version = selectors.recipe_version_get_for(user, recipe_id, number)
-        if version is None:
-            return None
-    return version, _merge_run_remembered(version, user, recipe_id, number)
+        guess = _RUN_GUESSES.get((recipe_id, number))
+        if guess is None:
+            version = selectors.recipe_version_get_for(user, recipe_id, number)
+            if version is None:
+                return None
+            return version, _merge_run_remembered(version, user, recipe_id, number)
+        rows = lookups.cached_run_rows(user.pk, recipe_id, number, guess.version_ids, guess.shas, guess.merge_key)
+        prefetched = _prefetched_run(guess, user, recipe_id, number, *rows)
+    if prefetched.version is None:
+        return None
+    if prefetched.outcome is not None:
+        return prefetched.version, prefetched.outcome
+    return prefetched.version, _merge_run_remembered(prefetched.version, user, recipe_id, number)
 
 
 def merge_run_with_api_key(
@@ -508,29 +500,30 @@ def merge_run_with_api_key(
     key = api_key_check(api_key_from_rows(key_rows), secret)
     if key.user_id != user_id:
         return key, None  # the rows were fetched for someone else
-    version = instance_from_row(RecipeVersion, row) if row is not None else None
-    outcome = None
-    if version is not None:
-        try:
-            outcome = _cached_from_guess(guess, key.user, version, input_rows, output_rows)
-        except RegistryError:
-            pass  # raised again by the full run, after the permission checks
-    return key, PrefetchedRun(user_id, recipe_id, number, version, outcome)
+    try:
+        return key, _prefetched_run(guess, key.user, recipe_id, number, row, input_rows, output_rows)
+    except RegistryError:
+        return key, None  # raised again by the full run, after the permission checks
 
 
-def _cached_from_guess(
-    guess: _RunGuess, user: User, version: RecipeVersion, input_rows: list[Row], output_rows: list[Row]
-) -> RunOutcome | None:
-    """The cached output, if the guess still describes this version; rows are checked as on the slow path."""
+def _prefetched_run(
+    guess: _RunGuess, user: User, recipe_id: int, number: int | None,
+    row: Row | None, input_rows: list[Row], output_rows: list[Row],
+) -> PrefetchedRun:
+    """The version found and, if the guess still describes it, its cached output; rows checked as on the slow path."""
     from merges.engine import ENGINE_VERSION
 
+    version = instance_from_row(RecipeVersion, row) if row is not None else None
+    outcome = None
     # Ids are never reused, but compare what the guess was made from anyway.
-    if version.pk != guess.version_id or _input_refs(version.document) != (guess.version_ids, guess.shas):
-        return None
-    inputs = _inputs_from_rows(version.document, user, input_rows)
-    key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
-    cached = _visible_output(user, key, output_rows) if key == guess.merge_key else None
-    return RunOutcome(job=None, output=cached) if cached is not None else None
+    if version is not None and version.pk == guess.version_id and _input_refs(version.document) == (
+        guess.version_ids, guess.shas
+    ):
+        inputs = _inputs_from_rows(version.document, user, input_rows)
+        key = _merge_key_of(version, {n: r.sha256 for n, r in inputs.items()}, ENGINE_VERSION)
+        cached = _visible_output(user, key, output_rows) if key == guess.merge_key else None
+        outcome = RunOutcome(job=None, output=cached) if cached is not None else None
+    return PrefetchedRun(user.pk, recipe_id, number, version, outcome)
 
 
 def _merge_run_remembered(version: RecipeVersion, user: User, recipe_id: int, number: int | None) -> RunOutcome:
