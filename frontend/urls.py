@@ -15,6 +15,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/api-keys/", views.api_keys, name="api-keys"),
+    path("account/api-keys/new/", views.api_key_created, name="api-key-created"),
     path("account/api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
     path("recipes/", recipe_views.recipe_list, name="recipes"),
     path("recipes/new/", recipe_views.recipe_new, name="recipe-new"),

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from frontend import selectors
 from frontend.forms import ApiKeyCreateForm, ModelFilterForm, SignUpForm
@@ -84,27 +84,58 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
 
+# The new key's plaintext waits here between the POST and the page that shows
+# it, and is popped by that page: a reload, or Back, finds nothing to show and
+# creates nothing (post/redirect/get).
+ISSUED_KEY_SESSION = "frontend.issued_api_key"
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request):
     form = ApiKeyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         issued = api_key_create(user=request.user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"])
-        # Rendered, not redirected: the plaintext exists only in this response
-        # and must not land in any cache or history entry that can be replayed.
-        response = render(request, "frontend/api_key_created.html", {"issued": issued})
-        add_never_cache_headers(response)
-        return response
+        request.session[ISSUED_KEY_SESSION] = {"id": issued.api_key.pk, "plaintext": issued.plaintext}
+        return redirect("frontend:api-key-created")
+    if request.method == "GET":
+        # A secret whose page was never opened does not linger in the session.
+        request.session.pop(ISSUED_KEY_SESSION, None)
     keys = selectors.api_keys_of(user=request.user)
     return render(request, "frontend/api_keys.html", {"form": form, "keys": keys})
 
 
 @login_required
-@require_POST
+@require_GET
+def api_key_created(request):
+    issued = request.session.pop(ISSUED_KEY_SESSION, None)
+    key = None
+    if isinstance(issued, dict) and isinstance(issued.get("id"), int):
+        key = selectors.api_key_of(user=request.user, key_id=issued["id"])
+    if key is None:
+        messages.info(
+            request,
+            "A new key is shown only once, right after it is created. If you did not copy it, revoke it and create another.",
+        )
+        return redirect("frontend:api-keys")
+    response = render(request, "frontend/api_key_created.html", {"key": key, "plaintext": issued["plaintext"]})
+    # The plaintext must not land in any cache that could replay it.
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
 def api_key_revoke_view(request, key_id: int):
     key = selectors.api_key_of(user=request.user, key_id=key_id)
     if key is None:
         raise Http404("No such key")
+    if key.revoked_at is not None:
+        messages.info(request, f"Key “{key.name}” (mw_{key.prefix}…) was already revoked.")
+        return redirect("frontend:api-keys")
+    if request.method == "GET":
+        # The confirmation is a page of its own, so it works without JavaScript.
+        return render(request, "frontend/api_key_revoke.html", {"key": key})
     api_key_revoke(api_key=key)
     messages.success(request, f"Key “{key.name}” (mw_{key.prefix}…) is revoked; requests using it now fail.")
     return redirect("frontend:api-keys")

@@ -102,16 +102,47 @@ def test_create_api_key_shows_plaintext_once(alice):
         "/account/api-keys/", {"csrfmiddlewaretoken": token, "name": "ComfyUI", "scopes": ["read", "download"]}
     )
 
-    assert response.status_code == 200
-    assert "no-store" in response["Cache-Control"]
-    plaintext = KEY_RE.search(response.content.decode()).group(1)
+    # Post/redirect/get: the POST answers with a redirect, the GET shows the secret.
+    assert response.status_code == 302 and response["Location"] == reverse("frontend:api-key-created")
+    shown = client.get(response["Location"])
+    assert shown.status_code == 200
+    assert "no-store" in shown["Cache-Control"]
+    plaintext = KEY_RE.search(shown.content.decode()).group(1)
     key = api_key_authenticate(plaintext)
     assert key.user == alice and key.name == "ComfyUI" and key.scopes == ["read", "download"]
     assert plaintext not in {key.secret_hash, key.prefix}
+    assert plaintext not in str(client.session.items())
+
+    # A reload shows nothing and creates nothing.
+    reloaded = client.get(response["Location"], follow=True)
+    html = reloaded.content.decode()
+    assert reloaded.redirect_chain == [(reverse("frontend:api-keys"), 302)]
+    assert plaintext not in html and "shown only once" in html
+    assert ApiKey.objects.filter(user=alice).count() == 1
 
     listing = client.get("/account/api-keys/").content.decode()
     assert "ComfyUI" in listing and f"mw_{key.prefix}_" in listing
     assert plaintext not in listing
+
+
+def test_unread_secret_is_dropped_when_the_list_is_opened(alice, client):
+    client.force_login(alice)
+    client.post("/account/api-keys/", {"name": "never opened", "scopes": ["read"]})
+    assert client.session.get("frontend.issued_api_key")
+    client.get("/account/api-keys/")
+    assert "frontend.issued_api_key" not in client.session
+    response = client.get(reverse("frontend:api-key-created"))
+    assert response.status_code == 302
+
+
+def test_secret_page_shows_only_the_users_own_key(alice, bob, client):
+    issued = api_key_create(user=alice, name="alice's key", scopes=["read"])
+    client.force_login(bob)
+    session = client.session
+    session["frontend.issued_api_key"] = {"id": issued.api_key.pk, "plaintext": issued.plaintext}
+    session.save()
+    response = client.get(reverse("frontend:api-key-created"))
+    assert response.status_code == 302 and issued.plaintext not in client.get("/account/api-keys/").content.decode()
 
 
 def test_create_api_key_validates_name_and_scopes(alice, client):
@@ -132,27 +163,38 @@ def test_create_api_key_enforces_csrf(alice):
     assert not ApiKey.objects.exists()
 
 
-def test_revoke_api_key(alice):
+def test_revoke_api_key_asks_first(alice):
     issued = api_key_create(user=alice, name="old laptop", scopes=["read"])
     client = csrf_client()
     client.force_login(alice)
-    token = csrf_token(client, "/account/api-keys/")
+    url = reverse("frontend:api-key-revoke", args=[issued.api_key.pk])
 
-    response = client.post(reverse("frontend:api-key-revoke", args=[issued.api_key.pk]), {"csrfmiddlewaretoken": token})
+    listing = client.get("/account/api-keys/").content.decode()
+    assert f'href="{url}"' in listing
+    confirm = client.get(url)
+    assert confirm.status_code == 200
+    html = confirm.content.decode()
+    assert "Revoke “old laptop”?" in html and f'action="{url}"' in html
+    issued.api_key.refresh_from_db()
+    assert issued.api_key.revoked_at is None  # asking is not revoking
+
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    response = client.post(url, {"csrfmiddlewaretoken": token})
 
     assert response.status_code == 302
     issued.api_key.refresh_from_db()
     assert issued.api_key.revoked_at is not None
     listing = client.get("/account/api-keys/").content.decode()
     assert "Revoked" in listing and "is revoked" in listing
+    again = client.get(url, follow=True)
+    assert "already revoked" in again.content.decode()
 
 
-def test_revoke_enforces_csrf_and_post(alice):
+def test_revoke_enforces_csrf(alice):
     issued = api_key_create(user=alice, name="k", scopes=["read"])
     client = csrf_client()
     client.force_login(alice)
     url = reverse("frontend:api-key-revoke", args=[issued.api_key.pk])
-    assert client.get(url).status_code == 405
     assert client.post(url).status_code == 403
     issued.api_key.refresh_from_db()
     assert issued.api_key.revoked_at is None
@@ -162,7 +204,9 @@ def test_cannot_see_or_revoke_someone_elses_key(alice, bob, client):
     issued = api_key_create(user=alice, name="alice's key", scopes=["read"])
     client.force_login(bob)
     assert b"alice&#x27;s key" not in client.get("/account/api-keys/").content
-    response = client.post(reverse("frontend:api-key-revoke", args=[issued.api_key.pk]))
+    url = reverse("frontend:api-key-revoke", args=[issued.api_key.pk])
+    assert client.get(url).status_code == 404
+    response = client.post(url)
     assert response.status_code == 404
     issued.api_key.refresh_from_db()
     assert issued.api_key.revoked_at is None
