@@ -51,6 +51,31 @@ class SignUpForm(UserCreationForm):
                 self.add_error(password_field_name, error)
 
 
+class EmailChangeForm(forms.Form):
+    """The account's email, changed only with the current password (a borrowed
+    signed-in browser must not be able to redirect password resets)."""
+
+    email = forms.EmailField(
+        required=False,
+        help_text="Only used to reset your password. Leave it empty and a forgotten password cannot be reset.",
+    )
+    current_password = forms.CharField(
+        label="Current password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_current_password(self) -> str:
+        password = self.cleaned_data["current_password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your current password.")
+        return password
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the key is for, e.g. “ComfyUI on my desktop”.")
     scopes = forms.MultipleChoiceField(

@@ -1,20 +1,32 @@
 """Page views: read through selectors, write through services, render templates."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.generic.edit import FormView
 
 from frontend import selectors
-from frontend.forms import ApiKeyCreateForm, ModelFilterForm, SignUpForm
-from hub.accounts.services import api_key_create, api_key_revoke, user_create
+from frontend.forms import ApiKeyCreateForm, EmailChangeForm, ModelFilterForm, SignUpForm
+from hub.accounts.services import (
+    api_key_create,
+    api_key_revoke,
+    user_create,
+    user_email_change,
+    user_password_change,
+)
 
 MODELS_PER_PAGE = 24
 
@@ -139,3 +151,72 @@ def api_key_revoke_view(request, key_id: int):
     api_key_revoke(api_key=key)
     messages.success(request, f"Key “{key.name}” (mw_{key.prefix}…) is revoked; requests using it now fail.")
     return redirect("frontend:api-keys")
+
+
+# --- account settings and password reset ------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_settings(request):
+    # Each section posts to this page with its own `form` value; only that form is bound.
+    which = request.POST.get("form") if request.method == "POST" else None
+    email_form = EmailChangeForm(
+        request.POST if which == "email" else None, user=request.user, initial={"email": request.user.email},
+        prefix="email",
+    )
+    password_form = PasswordChangeForm(request.user, request.POST if which == "password" else None, prefix="password")
+    if which == "email" and email_form.is_valid():
+        user = user_email_change(user=request.user, email=email_form.cleaned_data["email"])
+        if user.email:
+            messages.success(request, f"Your email is now {user.email}. Password resets go there.")
+        else:
+            messages.warning(request, "Your email is removed: a forgotten password can no longer be reset.")
+        return redirect("frontend:account")
+    if which == "password" and password_form.is_valid():
+        user = user_password_change(user=request.user, password=password_form.cleaned_data["new_password1"])
+        # Keeps this browser signed in; every other session of the account ends.
+        update_session_auth_hash(request, user)
+        messages.success(request, "Your password is changed. Other browsers signed in as you are now signed out.")
+        return redirect("frontend:account")
+    active_keys = selectors.api_keys_of(user=request.user).filter(revoked_at__isnull=True).count()
+    return render(
+        request,
+        "frontend/account_settings.html",
+        {"email_form": email_form, "password_form": password_form, "active_keys": active_keys},
+    )
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "frontend/password_reset_form.html"
+    email_template_name = "frontend/email/password_reset.txt"
+    subject_template_name = "frontend/email/password_reset_subject.txt"
+    success_url = reverse_lazy("frontend:password-reset-sent")
+
+    def form_valid(self, form):
+        opts = {
+            "use_https": self.request.is_secure(),
+            "domain_override": None,
+            "token_generator": self.token_generator,
+            "from_email": self.from_email,
+            "email_template_name": self.email_template_name,
+            "subject_template_name": self.subject_template_name,
+            "request": self.request,
+            "extra_email_context": {"site_name": "Mergeworks"},
+        }
+        if "*" in settings.ALLOWED_HOSTS:
+            # The Host header is not checked, so a forged one could make the
+            # emailed link point elsewhere: build it from SITE_URL instead.
+            site = urlsplit(settings.SITE_URL)
+            opts.update(use_https=site.scheme == "https", domain_override=site.netloc)
+        form.save(**opts)
+        return FormView.form_valid(self, form)
+
+
+password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="frontend/password_reset_sent.html")
+password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
+    template_name="frontend/password_reset_confirm.html", success_url=reverse_lazy("frontend:password-reset-complete")
+)
+password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
+    template_name="frontend/password_reset_complete.html"
+)

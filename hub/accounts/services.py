@@ -129,3 +129,20 @@ def api_key_authenticate(plaintext: str) -> ApiKey:
 def user_create(*, username: str, password: str, email: str = "") -> User:
     with transaction.atomic():
         return User.objects.create_user(username=username, password=password, email=email)
+
+
+def user_email_change(*, user: User, email: str) -> User:
+    """Set the address password-reset emails go to; an empty one means no reset by email."""
+    email = User.objects.normalize_email(email.strip())
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(email=email)
+    user.email = email
+    return user
+
+
+def user_password_change(*, user: User, password: str) -> User:
+    """Set a new password (already validated by the caller's form). Other sessions of the user end with it."""
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    return user
