@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
 from hub.catalog.models import ModelVersion
@@ -168,6 +169,14 @@ def recipe_detail(request, recipe_id: int):
         "highlight_job": request.GET.get("job", ""),
     }
     return render(request, "frontend/recipe_detail.html", context)
+
+
+def recipe_outputs(request, recipe_id: int):
+    """The Outputs list alone, fetched by the recipe page when one of its jobs succeeds."""
+    recipe = _recipe_or_404(request, recipe_id)
+    response = render(request, "frontend/_recipe_outputs.html", {"outputs": selectors.recipe_outputs(request.user, recipe)})
+    add_never_cache_headers(response)
+    return response
 
 
 # --- editor ---------------------------------------------------------------------------------------

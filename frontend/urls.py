@@ -26,6 +26,7 @@ urlpatterns = [
     path("recipes/new/", recipe_views.recipe_new, name="recipe-new"),
     path("recipes/import/", recipe_views.recipe_import, name="recipe-import"),
     path("recipes/<int:recipe_id>/", recipe_views.recipe_detail, name="recipe"),
+    path("recipes/<int:recipe_id>/outputs/", recipe_views.recipe_outputs, name="recipe-outputs"),
     path("recipes/<int:recipe_id>/edit/", recipe_views.recipe_edit, name="recipe-edit"),
     path("recipes/<int:recipe_id>/diff/", recipe_views.recipe_diff, name="recipe-diff"),
     path("recipes/<int:recipe_id>/fork/", recipe_views.recipe_fork, name="recipe-fork"),

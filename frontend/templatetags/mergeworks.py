@@ -122,3 +122,44 @@ def compact_count(value) -> str:
             text = f"{n / limit:.1f}".rstrip("0").rstrip(".")
             return f"{text}{suffix}"
     return str(n)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+@register.filter
+def job_summary(job) -> str:
+    """One line saying what a merge job is doing; recipe-jobs.js writes the same from the job API."""
+    if job.status == "queued":
+        return "Waiting for a worker"
+    if job.status == "running":
+        if job.phase == "merging" and job.tensors_total:
+            text = f"Merging: {job.tensors_done:,} / {job.tensors_total:,} tensors"
+            if job.bytes_total:
+                text += f" · {_size(job.bytes_done)} of {_size(job.bytes_total)}"
+            return f"{text} · {job.progress * 100:.0f}%"
+        if job.phase == "storing":
+            return "Storing the output"
+        if job.phase == "merging":
+            return "Merging: reading the inputs"
+        return "Fetching the input models"
+    if job.status == "succeeded":
+        if not job.tensors_total:
+            return "Done: this exact merge had already been published"
+        text = f"Done: {job.tensors_total:,} tensors"
+        return f"{text} in {job.engine_seconds:.1f} s" if job.engine_seconds is not None else text
+    if job.status == "cancelled":
+        return "Cancelled"
+    return "Failed"
+
+
+@register.filter
+def job_progress_known(job) -> bool:
+    """Whether the job's progress bar can show a fraction (otherwise it shows activity only)."""
+    if job.status == "running":
+        return job.phase == "merging" and bool(job.tensors_total)
+    return job.status != "queued"

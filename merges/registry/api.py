@@ -111,6 +111,7 @@ def job_out(job: MergeJob) -> dict[str, Any]:
         "id": job.pk,
         "status": job.status,
         "progress": round(job.progress, 4),
+        "phase": (job.phase or None) if job.status == MergeJob.Status.RUNNING else None,
         "tensors": {"done": job.tensors_done, "total": job.tensors_total},
         "bytes": {"done": job.bytes_done, "total": job.bytes_total},
         "attempts": job.attempts,
@@ -181,7 +182,12 @@ class ImportIn(serializers.Serializer):
 _RECIPE_OUT = inline_serializer("Recipe", {"id": serializers.IntegerField(), "title": serializers.CharField(),
                                             "latestVersion": serializers.JSONField()})
 _JOB_OUT = inline_serializer("MergeJob", {"id": serializers.IntegerField(), "status": serializers.CharField(),
-                                          "progress": serializers.FloatField(), "output": serializers.JSONField()})
+                                          "progress": serializers.FloatField(),
+                                          "phase": serializers.ChoiceField(
+                                              choices=MergeJob.Phase.values, allow_null=True,
+                                              help_text="While running: fetching inputs, merging tensors, or "
+                                                        "storing the output"),
+                                          "output": serializers.JSONField()})
 
 
 def _body(serializer_class, request) -> dict[str, Any]:

@@ -65,6 +65,13 @@ def _claim(job_id: int, worker: str) -> MergeJob | None:
             started_at=now,
             heartbeat_at=now,
             error="",
+            # A retry starts its progress over rather than showing the lost attempt's.
+            phase=MergeJob.Phase.FETCHING,
+            progress=0.0,
+            tensors_done=0,
+            tensors_total=0,
+            bytes_done=0,
+            bytes_total=0,
         )
     )
     if n == 1:
@@ -79,6 +86,10 @@ def _claim(job_id: int, worker: str) -> MergeJob | None:
         status=MergeJob.Status.CANCELLED, finished_at=now
     )
     return None
+
+
+def _enter_phase(job: MergeJob, attempt: int, phase: str) -> None:
+    MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.RUNNING, attempts=attempt).update(phase=phase)
 
 
 def _finish(job: MergeJob, attempt: int, **fields: Any) -> bool:
@@ -234,6 +245,7 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
             paths = _fetch_inputs(job, cache, stack)
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"merge-{job.pk}-", dir=cache.root)))
             out_path = workdir / "output.safetensors"
+            _enter_phase(job, attempt, MergeJob.Phase.MERGING)
             started = time.perf_counter()
             result = run_recipe(
                 job.recipe_version.document,
@@ -250,6 +262,7 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
             engine_seconds = time.perf_counter() - started
             if heartbeat.lost:
                 return Outcome("superseded", "another attempt took the job over")
+            _enter_phase(job, attempt, MergeJob.Phase.STORING)
             blob = _upload(out_path, getattr(result, "sha256", None))
     except MergeCancelled:
         if heartbeat.lost:

@@ -87,6 +87,13 @@ class MergeJob(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Phase(models.TextChoices):
+        """What a running job is doing; the tensor counters belong to MERGING."""
+
+        FETCHING = "fetching"
+        MERGING = "merging"
+        STORING = "storing"
+
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -98,6 +105,8 @@ class MergeJob(models.Model):
     inputs = models.JSONField(default=dict)
     engine_version = models.CharField(max_length=32)
     progress = models.FloatField(default=0.0)
+    # Written by the worker at each step of a run; read only while status is running.
+    phase = models.CharField(max_length=16, choices=Phase.choices, blank=True, default="")
     tensors_done = models.PositiveIntegerField(default=0)
     tensors_total = models.PositiveIntegerField(default=0)
     bytes_done = models.BigIntegerField(default=0)
