@@ -53,10 +53,10 @@
     return job.status !== "queued";
   }
 
-  function outputLink(job) {
+  function outputLink(job, label) {
     var link = document.createElement("a");
     link.href = job.output.url;
-    link.textContent = "Output: " + job.output.modelName + " " + job.output.name;
+    link.textContent = label + job.output.modelName + " " + job.output.name;
     return link;
   }
 
@@ -70,8 +70,8 @@
       notice.classList.remove("notice-success", "notice-info", "notice-error", "notice-warning");
       if (job.status === "succeeded") {
         notice.classList.add("notice-success");
-        notice.textContent = text + " succeeded. ";
-        if (job.output) { notice.appendChild(outputLink(job)); }
+        notice.textContent = text + (job.output ? " succeeded: " : " succeeded.");
+        if (job.output) { notice.appendChild(outputLink(job, "")); }
       } else if (job.status === "running") {
         notice.classList.add("notice-info");
         notice.textContent = text + " is running.";
@@ -108,7 +108,7 @@
     item.querySelector(".job-phase").textContent = summary(job);
     item.querySelector(".job-error").textContent = job.error || "";
     var output = item.querySelector(".job-output");
-    if (job.output && !output.querySelector("a")) { output.appendChild(outputLink(job)); }
+    if (job.output && !output.querySelector("a")) { output.appendChild(outputLink(job, "Output: ")); }
     var cancel = item.querySelector(".job-cancel");
     if (cancel && !ACTIVE[job.status]) { cancel.remove(); }
     updateNotice(job);
