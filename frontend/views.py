@@ -23,6 +23,7 @@ from frontend.forms import ApiKeyCreateForm, EmailChangeForm, ModelFilterForm, S
 from hub.accounts.services import (
     api_key_create,
     api_key_revoke,
+    password_reset_claim,
     user_create,
     user_email_change,
     user_password_change,
@@ -166,6 +167,7 @@ def account_settings(request):
         prefix="email",
     )
     password_form = PasswordChangeForm(request.user, request.POST if which == "password" else None, prefix="password")
+    password_form.fields["old_password"].widget.attrs.pop("autofocus", None)  # not the first field of the page
     if which == "email" and email_form.is_valid():
         user = user_email_change(user=request.user, email=email_form.cleaned_data["email"])
         if user.email:
@@ -209,7 +211,9 @@ class PasswordResetView(auth_views.PasswordResetView):
             # emailed link point elsewhere: build it from SITE_URL instead.
             site = urlsplit(settings.SITE_URL)
             opts.update(use_https=site.scheme == "https", domain_override=site.netloc)
-        form.save(**opts)
+        # A throttled request gets the same answer as any other: nothing tells whether an email went out.
+        if password_reset_claim(email=form.cleaned_data["email"]):
+            form.save(**opts)
         return FormView.form_valid(self, form)
 
 

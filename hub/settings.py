@@ -248,6 +248,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Mergeworks <noreply@localhos
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # How long a password-reset link works (Django's default is 3 days).
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+# At most one reset email per address per this many seconds (0: no limit).
+PASSWORD_RESET_EMAIL_INTERVAL = env_int("PASSWORD_RESET_EMAIL_INTERVAL", 60)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from hub.accounts.models import ApiKey, User
 from hub.catalog.api_prepared import PreparedValuesQuery
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "mw_"
 ALL_SCOPES = [choice.value for choice in ApiKey.Scope]
@@ -146,3 +151,17 @@ def user_password_change(*, user: User, password: str) -> User:
         user.set_password(password)
         user.save(update_fields=["password"])
     return user
+
+
+def password_reset_claim(*, email: str) -> bool:
+    """Whether a reset email may go to `email` now: one per address per
+    PASSWORD_RESET_EMAIL_INTERVAL seconds, so the public form cannot flood an inbox."""
+    interval = settings.PASSWORD_RESET_EMAIL_INTERVAL
+    if interval <= 0:
+        return True
+    key = "accounts:password-reset:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    try:
+        return bool(cache.add(key, 1, timeout=interval))
+    except Exception:  # an unreachable cache must not lock everyone out of their account
+        logger.exception("password reset throttle: cache unavailable; sending anyway")
+        return True

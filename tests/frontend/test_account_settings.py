@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,11 @@ pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 LINK_RE = re.compile(r"(https?://[^/\s]+)(/password-reset/[^/\s]+/[^/\s]+/)")
+
+
+@pytest.fixture(autouse=True)
+def _no_reset_throttle(settings):
+    settings.PASSWORD_RESET_EMAIL_INTERVAL = 0  # the cache outlives a test; see test_reset_emails_are_throttled
 
 
 def reset_link(message) -> tuple[str, str]:
@@ -135,6 +141,21 @@ def test_password_reset_does_not_tell_who_has_an_account(alice):
     assert mail.outbox == []
     response = Client().post("/password-reset/", {"email": "not an address"})
     assert response.status_code == 200 and "Enter a valid email address." in response.content.decode()
+
+
+def test_reset_emails_are_throttled_per_address(db, settings):
+    from hub.accounts.services import user_create
+
+    settings.PASSWORD_RESET_EMAIL_INTERVAL = 60
+    # Unique per run: the throttle lives in the cache (Redis here), which outlives the test.
+    address = f"throttle-{os.getpid()}-{time.time_ns()}@example.com"
+    user_create(username="throttled", password="throttle-password-1", email=address)
+    other = user_create(username="other", password="other-password-1", email=f"other-{address}")
+    for _ in range(3):
+        response = Client().post("/password-reset/", {"email": address.upper()})
+        assert response.status_code == 302 and response["Location"] == "/password-reset/sent/"
+    Client().post("/password-reset/", {"email": other.email})
+    assert [m.to for m in mail.outbox] == [[address], [other.email]]
 
 
 def test_login_page_links_to_password_reset(client):
