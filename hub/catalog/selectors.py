@@ -38,4 +38,7 @@ def version_get_for(user, version_id: int) -> ModelVersion | None:
         return None
     if version.moderation and not is_owner:
         return None
+    if "removed" in (version.moderation, version.model.moderation):
+        # Taken down: the owner's model page still lists it with the notice, but nothing serves it.
+        return None
     return version
