@@ -6,12 +6,21 @@ import pytest
 from PIL import Image
 
 
-@pytest.fixture(autouse=True)
-def _fresh_limits(settings):
-    """Rate-limit counters live in the shared cache (this helper's own Redis DB); start each test at zero."""
+def clear_moderation_limits() -> None:
+    """Drop the moderation rate-limit counters only: the same Redis may hold the broker's queues."""
     from django.core.cache import cache
 
-    cache.clear()
+    if hasattr(cache, "_cache") and hasattr(cache._cache, "get_client"):
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match="*moderation:rl:*"):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits(settings):
+    clear_moderation_limits()
     settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE = 100_000
 
 
