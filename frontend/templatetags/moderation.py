@@ -25,7 +25,10 @@ def moderation_panel(context, model, version=None):
             notices.append(selectors.notice_for(TargetKind.MODEL, model.pk, model.moderation))
         if version is not None:
             notices.extend(selectors.notices_for_version(version))
-    images = list(version.images.filter(moderation="")) if version is not None else []
+    images = []
+    if version is not None:
+        # Owners keep a link to their hidden images, where the notice says why.
+        images = list(version.images.exclude(moderation="removed") if is_owner else version.images.filter(moderation=""))
     return {"model": model, "version": version, "notices": [n for n in notices if n], "is_owner": is_owner,
             "user": user, "images": images}
 

@@ -370,7 +370,8 @@ def is_newer(candidate: Row, version: Row) -> bool:
 
 def tags_page(*, query: str | None, limit: int, after: str | None) -> tuple[list[Row], str | None]:
     """Tags used by at least one listed model, by name. Counts are public, not per viewer."""
-    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC, models__moderation="")
+    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC, models__moderation="",
+               models__owner__is_active=True)
     qs = Tag.objects.annotate(model_count=Count("models", filter=listed)).filter(model_count__gt=0)
     if query:
         qs = qs.filter(name__icontains=query.strip().lower())

@@ -303,3 +303,21 @@ def test_changing_the_nsfw_level_goes_through_the_catalogue_and_is_logged(alice,
     with pytest.raises(ModerationError):
         act(carol, "model", model.pk, "nsfw_level", nsfw_level=3)
     assert Report.objects.get().status == "resolved"
+
+
+def test_the_queue_page_dismisses_and_the_log_page_lists(alice, bob, carol, client):
+    model = make_published_model(alice, "Dismissed")
+    report_create(reporter=bob, target_kind="model", target_id=str(model.pk), reason="spam")
+    client.force_login(carol)
+    queue = client.get("/moderation/")
+    assert queue.status_code == 200 and b"Dismissed" in queue.content and b"alice" in queue.content
+    missing_reason = client.post("/moderation/act/", {"target_kind": "model", "target_id": str(model.pk),
+                                                      "action": "dismiss", "reason": ""}, follow=True)
+    assert b"Nothing done" in missing_reason.content and Report.objects.get().status == "open"
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        done = client.post("/moderation/act/", {"target_kind": "model", "target_id": str(model.pk),
+                                                "action": "dismiss", "reason": "not spam"}, follow=True)
+    assert b"No open reports." in done.content
+    assert Report.objects.get().status == "dismissed" and not mail.outbox  # the owner is not told of a dismissal
+    log = client.get("/moderation/log/")
+    assert b"not spam" in log.content and b"Dismissed the reports" in log.content
