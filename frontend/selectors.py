@@ -33,7 +33,7 @@ class ModelFilters:
 
 
 def _published_versions() -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.PUBLISHED).order_by("-published_at", "-id")
+    return ModelVersion.objects.filter(status=ModelVersion.Status.PUBLISHED, moderation="").order_by("-published_at", "-id")
 
 
 def model_listing(*, user, filters: ModelFilters, owner=None) -> QuerySet[Model]:
@@ -75,7 +75,7 @@ def model_versions_for(*, user, model: Model) -> list[ModelVersion]:
     versions = model.versions.all()
     is_owner = user is not None and user.is_authenticated and model.owner_id == user.pk
     if not is_owner:
-        versions = versions.filter(status=ModelVersion.Status.PUBLISHED)
+        versions = versions.filter(status=ModelVersion.Status.PUBLISHED, moderation="")
     files = ModelFile.objects.order_by("-primary", "id")
     return list(versions.order_by("-created_at", "-id").prefetch_related(Prefetch("files", queryset=files)))
 

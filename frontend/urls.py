@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import preview_views, recipe_views, upload_views, views
+from frontend import moderation_views, preview_views, recipe_views, upload_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -39,4 +39,10 @@ urlpatterns = [
     path("upload/preview/", upload_views.markdown_preview, name="upload-markdown-preview"),
     path("upload/<uuid:upload_id>/", upload_views.upload_detail, name="upload-detail"),
     path("upload/<uuid:upload_id>/publish/", upload_views.upload_publish, name="upload-publish"),
+    path("images/<int:image_id>/", moderation_views.image_detail, name="image"),
+    path("report/<str:kind>/<str:target_id>/", moderation_views.report, name="report"),
+    path("copyright/", moderation_views.claim, name="copyright-claim"),
+    path("moderation/", moderation_views.queue, name="moderation-queue"),
+    path("moderation/act/", moderation_views.act, name="moderation-act"),
+    path("moderation/log/", moderation_views.audit_log, name="moderation-log"),
 ]

@@ -93,9 +93,13 @@ def version_visible_q_for(viewer_id: int | None, *, prefix: str = "") -> Q:
         Q(**{f"{prefix}status": ModelVersion.Status.PUBLISHED})
         & Q(**{f"{prefix}model__status__in": [Model.Status.PUBLISHED, Model.Status.ARCHIVED]})
         & ~Q(**{f"{prefix}model__visibility": Model.Visibility.PRIVATE})
+        & Q(**{f"{prefix}moderation": "", f"{prefix}model__moderation": "", f"{prefix}model__owner__is_active": True})
     )
     if viewer_id is not None:
-        reachable |= Q(**{f"{prefix}model__owner_id": viewer_id})
+        # A version a moderator took down is never served, to its owner neither (the page still says why).
+        reachable |= Q(**{f"{prefix}model__owner_id": viewer_id}) & ~Q(**{f"{prefix}moderation": "removed"}) & ~Q(
+            **{f"{prefix}model__moderation": "removed"}
+        )
     return reachable
 
 
@@ -169,9 +173,9 @@ def models_related(user, rows: list[Row]) -> ModelPage:
         return page
     ids = [r["id"] for r in rows]
     owned = [r["id"] for r in rows if _is_authenticated(user) and r["owner_id"] == user.pk]
-    visible = Q(status=ModelVersion.Status.PUBLISHED)
+    visible = Q(status=ModelVersion.Status.PUBLISHED, moderation="")
     if owned:
-        visible |= Q(model_id__in=owned)
+        visible |= Q(model_id__in=owned) & ~Q(moderation="removed")
     versions = list(
         ModelVersion.objects.filter(visible, model_id__in=ids)
         .order_by("model_id", "-created_at", "-id")
@@ -345,7 +349,7 @@ def latest_published_versions(model_ids: Iterable[int]) -> dict[int, Row]:
     """Each model's newest published version (by published_at, then id): one query."""
     latest: dict[int, Row] = {}
     rows = (
-        ModelVersion.objects.filter(model_id__in=set(model_ids), status=ModelVersion.Status.PUBLISHED)
+        ModelVersion.objects.filter(model_id__in=set(model_ids), status=ModelVersion.Status.PUBLISHED, moderation="")
         .order_by("model_id", F("published_at").desc(nulls_last=True), "-id")
         .values("id", "model_id", "name", "published_at")
     )
@@ -366,7 +370,8 @@ def is_newer(candidate: Row, version: Row) -> bool:
 
 def tags_page(*, query: str | None, limit: int, after: str | None) -> tuple[list[Row], str | None]:
     """Tags used by at least one listed model, by name. Counts are public, not per viewer."""
-    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC)
+    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC, models__moderation="",
+               models__owner__is_active=True)
     qs = Tag.objects.annotate(model_count=Count("models", filter=listed)).filter(model_count__gt=0)
     if query:
         qs = qs.filter(name__icontains=query.strip().lower())
@@ -378,7 +383,7 @@ def tags_page(*, query: str | None, limit: int, after: str | None) -> tuple[list
 
 def creators_page(*, query: str | None, limit: int, after: str | None) -> tuple[list[Row], str | None]:
     """Users with at least one listed model, by username."""
-    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC)
+    listed = Q(models__status=Model.Status.PUBLISHED, models__visibility=Model.Visibility.PUBLIC, models__moderation="")
     qs = User.objects.filter(is_active=True).annotate(model_count=Count("models", filter=listed)).filter(
         model_count__gt=0
     )

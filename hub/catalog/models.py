@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from hub.moderation.states import moderation_field
+
 
 class Tag(models.Model):
     name = models.CharField(max_length=64, unique=True)
@@ -65,6 +67,8 @@ class Model(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # Set only by hub.moderation's services (hidden: owner only; removed: taken down).
+    moderation = moderation_field()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["owner", "slug"], name="model_owner_slug_unique")]
@@ -104,6 +108,7 @@ class ModelVersion(models.Model):
     download_count = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["-created_at", "-id"]

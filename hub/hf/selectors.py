@@ -120,8 +120,11 @@ def _visible_versions(user, model: Model):
         Prefetch("files", queryset=ModelFile.objects.order_by("name"))
     )
     if not is_owner(user, model):
-        versions = versions.filter(status=ModelVersion.Status.PUBLISHED)
-    return versions
+        versions = versions.filter(status=ModelVersion.Status.PUBLISHED, moderation="")
+    if model.moderation == "removed":
+        return versions.none()
+    # Taken down: never served, to the owner neither.
+    return versions.exclude(moderation="removed")
 
 
 def revision_resolve(user, model: Model, revision: str) -> RepoRevision | None:

@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from hub.catalog.models import ModelVersion
+from hub.moderation.states import moderation_field
 
 
 class RenderJob(models.Model):
@@ -108,6 +109,8 @@ class PreviewGrid(models.Model):
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A reported preview image is moderated with its grid, which shows the same pixels.
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -35,17 +35,28 @@ def render_jobs_for_version(version: ModelVersion, *, limit: int = 5) -> list[Re
 
 
 def grids_for_version(version: ModelVersion) -> list[PreviewGrid]:
-    return list(_grids().filter(model_version=version).order_by("-created_at", "-id"))
+    # Moderated grids are left out of listings; the owner is told on the model page instead.
+    return list(_grids().filter(model_version=version, moderation="").order_by("-created_at", "-id"))
+
+
+def _grid_moderation_q(user, *, prefix: str = "") -> Q:
+    """A grid a moderator hid is seen by its version's owner only; one taken down, by nobody."""
+    visible = Q(**{f"{prefix}moderation": ""})
+    if user is not None and user.is_authenticated:
+        visible |= Q(**{f"{prefix}moderation": "hidden", f"{prefix}model_version__model__owner_id": user.pk})
+    return visible
 
 
 def grid_get_for(user, grid_id: int) -> PreviewGrid | None:
-    return _grids().filter(version_visible_q(user, prefix="model_version__"), pk=grid_id).first()
+    return _grids().filter(version_visible_q(user, prefix="model_version__"), _grid_moderation_q(user), pk=grid_id).first()
 
 
 def image_get_for(user, image_id: int) -> PreviewImage | None:
     return (
         PreviewImage.objects.select_related("grid")
-        .filter(version_visible_q(user, prefix="grid__model_version__"), pk=image_id)
+        .filter(
+            version_visible_q(user, prefix="grid__model_version__"), _grid_moderation_q(user, prefix="grid__"), pk=image_id
+        )
         .first()
     )
 

@@ -47,6 +47,7 @@ from hub.uploads import selectors, services
 from hub.uploads.backends import part_signature_valid
 from hub.uploads.errors import UploadError
 from hub.uploads.models import ExampleImage, Upload
+from hub.uploads.selectors import example_image_get_for, example_images_visible
 from hub.uploads.wsgi_body import body_reader
 
 
@@ -367,7 +368,7 @@ class VersionImagesView(UploadApiView):
         version = version_get_for(request.user, version_id)
         if version is None:
             raise UploadError("not_found", "no such model version", status=404)
-        return Response([_image_state(request, i) for i in version.images.all()])
+        return Response([_image_state(request, i) for i in example_images_visible(request.user, version)])
 
     @extend_schema(
         operation_id="version_image_create",
@@ -397,8 +398,8 @@ class VersionImagesView(UploadApiView):
 
 def image_serve(request, image_id: int):
     """The re-encoded bytes, with the content type we chose and `nosniff`."""
-    image = ExampleImage.objects.filter(pk=image_id).first()
-    if image is None or version_get_for(request.user, image.version_id) is None:
+    image = example_image_get_for(request.user, image_id)
+    if image is None:
         raise Http404("no such image")
     response = FileResponse(storages["default"].open(image.storage_key, "rb"), content_type=image.content_type)
     response["X-Content-Type-Options"] = "nosniff"

@@ -273,6 +273,16 @@ class S3Staging:
         if self.object_size(upload) is not None:
             self.storage.move(upload.staging_key, quarantine_key_for(upload.pk))
 
+    def unquarantine(self, upload: Upload) -> bool:
+        """Put a quarantined file back in staging for another ingest; False if it is gone."""
+        if self.object_size(upload, quarantine_key_for(upload.pk)) is None:
+            return False
+        self.storage.move(quarantine_key_for(upload.pk), upload.staging_key)
+        return True
+
+    def purge_quarantine(self, upload: Upload) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(quarantine_key_for(upload.pk)))
+
     def discard(self, upload: Upload) -> None:
         if upload.multipart_id:
             try:
@@ -465,6 +475,18 @@ class LocalStaging:
         if self._data(upload).exists():
             os.replace(self._data(upload), target)
         self.discard(upload)
+
+    def unquarantine(self, upload: Upload) -> bool:
+        """Put a quarantined file back in staging for another ingest; False if it is gone."""
+        source = Path(self.storage.path(quarantine_key_for(upload.pk)))
+        if not source.exists():
+            return False
+        self._dir(upload).mkdir(parents=True, exist_ok=True)
+        os.replace(source, self._data(upload))
+        return True
+
+    def purge_quarantine(self, upload: Upload) -> None:
+        Path(self.storage.path(quarantine_key_for(upload.pk))).unlink(missing_ok=True)
 
     def discard(self, upload: Upload) -> None:
         shutil.rmtree(self._dir(upload), ignore_errors=True)

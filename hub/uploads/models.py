@@ -7,6 +7,7 @@ from django.db import models
 
 from hub.catalog.models import Model, ModelVersion
 from hub.files.models import ModelFile
+from hub.moderation.states import moderation_field
 
 
 class Upload(models.Model):
@@ -109,6 +110,7 @@ class ExampleImage(models.Model):
     parameters = models.TextField(blank=True, default="")
     position = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["position", "id"]

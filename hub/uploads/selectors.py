@@ -5,10 +5,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from hub.catalog.models import Model
+from hub.catalog.models import Model, ModelVersion
+from hub.catalog.selectors import version_get_for
 from hub.files.models import ModelFile
 from hub.uploads.backends import backend_for
-from hub.uploads.models import Upload
+from hub.uploads.models import ExampleImage, Upload
 
 # Part URLs are signed per request; a client needing more asks again.
 MAX_URLS_PER_RESPONSE = 1000
@@ -102,7 +103,8 @@ def merge_parents(upload: Upload, user) -> list[dict]:
     if not match:
         return []
     visible = Q(version__model__status=Model.Status.PUBLISHED, version__model__visibility=Model.Visibility.PUBLIC,
-                version__status="published")
+                version__status="published", version__moderation="", version__model__moderation="",
+                version__model__owner__is_active=True)
     if user is not None and user.is_authenticated:
         visible |= Q(version__model__owner_id=user.pk)
     files = ModelFile.objects.filter(match).filter(visible).select_related("version", "version__model")[:20]
@@ -121,3 +123,37 @@ def merge_parents(upload: Upload, user) -> list[dict]:
             "versionName": f.version.name,
         })
     return out
+
+
+# --- Example images -----------------------------------------------------------------------
+
+
+def example_image_is_owner(user, image: ExampleImage) -> bool:
+    """Its uploader and the model's owner both count as an example image's owner."""
+    return bool(user is not None and user.is_authenticated
+                and user.pk in (image.uploaded_by_id, image.version.model.owner_id))
+
+
+def example_image_page_get(user, image_id: int) -> ExampleImage | None:
+    """The image for its page: its owner sees it whatever a moderator did (with the notice), others only if untouched."""
+    image = ExampleImage.objects.select_related("version", "version__model", "version__model__owner").filter(
+        pk=image_id
+    ).first()
+    if image is None or version_get_for(user, image.version_id) is None:
+        return None
+    if image.moderation and not example_image_is_owner(user, image):
+        return None
+    return image
+
+
+def example_image_get_for(user, image_id: int) -> ExampleImage | None:
+    """The image if its bytes may be served to `user`: never once taken down, with its version or alone."""
+    image = example_image_page_get(user, image_id)
+    if image is None or "removed" in (image.moderation, image.version.moderation, image.version.model.moderation):
+        return None
+    return image
+
+
+def example_images_visible(user, version: ModelVersion) -> list[ExampleImage]:
+    images = list(version.images.select_related("version", "version__model"))
+    return [i for i in images if not i.moderation or (i.moderation == "hidden" and example_image_is_owner(user, i))]

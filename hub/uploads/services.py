@@ -220,7 +220,15 @@ def _verify(upload: Upload, backend) -> dict:
     scan: dict = {}
     if result.format == ModelFile.Format.PICKLE_TENSOR:
         with contextlib.closing(backend.open_seekable(upload)) as f:
-            scan = pickle_scan(f, container=result.container or "pickle").as_dict()
+            try:
+                scan = pickle_scan(f, container=result.container or "pickle").as_dict()
+            except FileQuarantined as exc:
+                released = upload.pickle_scan.get("released") if isinstance(upload.pickle_scan, dict) else None
+                if not released:
+                    raise
+                # A moderator judged the finding and let the file through; the record says who and why.
+                scan = {"released": released, "message": f"released by a moderator ({released.get('reason', '')}); "
+                                                         f"the scanner said: {exc}"}
         if filename.lower().endswith(".safetensors"):
             raise FileRejected(
                 "extension_mismatch",
@@ -297,6 +305,43 @@ def upload_ingest(*, upload_id, task_id: str) -> Upload | None:
     if not done:
         log.info("upload %s changed state during ingest; result dropped", upload.pk)
     return Upload.objects.get(pk=upload_id)
+
+
+def upload_quarantine_release(*, upload: Upload, moderator: User, reason: str) -> Upload:
+    """Send a quarantined file through the ingest again, this time past the scanner's finding.
+
+    The file goes back to staging and the ingest runs as for any completed
+    upload, so its hashes are checked again and the owner publishes it from
+    the upload page as usual.
+    """
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status != Upload.Status.QUARANTINED:
+            raise UploadError("not_quarantined", f"this upload is {locked.status}, not quarantined", status=409)
+        if not backend_for(locked).unquarantine(locked):
+            raise UploadError("missing_object", "the quarantined file is no longer stored", status=409)
+        locked.status = Upload.Status.QUEUED
+        locked.pickle_scan = {"released": {"by": moderator.username, "reason": reason,
+                                           "finding": locked.error_message}}
+        locked.error_code = ""
+        locked.error_message = ""
+        locked.save(update_fields=["status", "pickle_scan", "error_code", "error_message", "updated_at"])
+        transaction.on_commit(lambda: _send_ingest(locked.pk))
+    return locked
+
+
+def upload_quarantine_delete(*, upload: Upload, reason: str) -> Upload:
+    """Delete a quarantined file for good; the row stays, failed, saying why."""
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status != Upload.Status.QUARANTINED:
+            raise UploadError("not_quarantined", f"this upload is {locked.status}, not quarantined", status=409)
+        locked.status = Upload.Status.FAILED
+        locked.error_code = "deleted_by_moderator"
+        locked.error_message = f"a moderator deleted this file: {reason} (the scanner said: {locked.error_message})"
+        locked.save(update_fields=["status", "error_code", "error_message", "updated_at"])
+    backend_for(locked).purge_quarantine(locked)
+    return locked
 
 
 def upload_ingest_give_up(*, upload_id, task_id: str, reason: str) -> None:

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 
 from hub.catalog.models import ModelVersion
+from hub.moderation.states import moderation_field
 
 
 class Recipe(models.Model):
@@ -35,6 +36,7 @@ class Recipe(models.Model):
     architecture = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["-updated_at", "-id"]

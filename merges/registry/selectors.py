@@ -23,14 +23,14 @@ def _is_user(user) -> bool:
 
 
 def recipes_visible_to(user) -> QuerySet[Recipe]:
-    listed = Q(visibility=Recipe.Visibility.PUBLIC)
+    listed = Q(visibility=Recipe.Visibility.PUBLIC, moderation="", owner__is_active=True)
     if _is_user(user):
         listed |= Q(owner_id=user.pk)
     return Recipe.objects.filter(listed)
 
 
 def recipe_get_for(user, recipe_id: int) -> Recipe | None:
-    reachable = ~Q(visibility=Recipe.Visibility.PRIVATE)
+    reachable = ~Q(visibility=Recipe.Visibility.PRIVATE) & Q(moderation="", owner__is_active=True)
     if _is_user(user):
         reachable |= Q(owner_id=user.pk)
     return (
@@ -144,7 +144,7 @@ def _visible_versions(user, ids: set[int]) -> dict[int, ModelVersion]:
     own = Q(model__owner_id=user.pk) if _is_user(user) else Q(pk__in=[])
     public = Q(status=ModelVersion.Status.PUBLISHED, model__status__in=["published", "archived"]) & ~Q(
         model__visibility="private"
-    )
+    ) & Q(moderation="", model__moderation="", model__owner__is_active=True)
     return {
         v.pk: v
         for v in ModelVersion.objects.filter(pk__in=ids).filter(own | public).select_related("model", "model__owner")
