@@ -129,3 +129,19 @@ def api_key_authenticate(plaintext: str) -> ApiKey:
 def user_create(*, username: str, password: str, email: str = "") -> User:
     with transaction.atomic():
         return User.objects.create_user(username=username, password=password, email=email)
+
+
+def account_browsing_level_set(*, user: User, level: int, reveal_blurred: bool | None = None) -> User:
+    """The highest NSFW level a viewer wants to see (1 PG, 2 PG-13, 4 R, 8 X), and whether a click reveals the rest."""
+    from hub.catalog.nsfw import NsfwLevel
+
+    if level not in NsfwLevel.values:
+        raise ValueError("the browsing level must be 1 (PG), 2 (PG-13), 4 (R) or 8 (X)")
+    fields = {"browsing_level": int(level)}
+    if reveal_blurred is not None:
+        fields["reveal_blurred"] = bool(reveal_blurred)
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(user, name, value)
+    return user
