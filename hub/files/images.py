@@ -171,6 +171,25 @@ def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+class _Unclosable:
+    """The caller's file for Pillow, which closes what it opened: the caller still needs it afterwards."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+
+    def read(self, *args):
+        return self._f.read(*args)
+
+    def seek(self, *args):
+        return self._f.seek(*args)
+
+    def tell(self):
+        return self._f.tell()
+
+    def close(self):
+        pass
+
+
 class _Opened:
     """`Image.open` with our checks in front and Pillow's errors turned into ImageRejected."""
 
@@ -190,7 +209,7 @@ class _Opened:
         # Pillow warns (instead of failing) on large images; our own limit is stricter and checked first.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            self.im = Image.open(self.f, formats=[self.format])
+            self.im = Image.open(_Unclosable(self.f), formats=[self.format])
             _check_dimensions(*self.im.size, self.max_pixels)
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
