@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend import selectors
+from frontend.gallery import gallery_for
 from frontend.forms import ApiKeyCreateForm, ModelFilterForm, SignUpForm
 from hub.accounts.services import api_key_create, api_key_revoke, user_create
 
@@ -42,6 +43,7 @@ def model_detail(request, model_id: int, slug: str | None = None):
     # ?modelVersionId= as on Civitai, so links copied from there map one-to-one.
     wanted = request.GET.get("modelVersionId")
     current = next((v for v in versions if str(v.pk) == wanted), versions[0] if versions else None)
+    gallery = gallery_for(request.user, current)
     return render(
         request,
         "frontend/model_detail.html",
@@ -51,6 +53,8 @@ def model_detail(request, model_id: int, slug: str | None = None):
             "current": current,
             "is_owner": request.user.is_authenticated and model.owner_id == request.user.pk,
             "tags": list(model.tags.all()),
+            "gallery": gallery,
+            "gallery_data": [item.lightbox() for item in gallery],
         },
     )
 

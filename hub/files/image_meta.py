@@ -33,8 +33,10 @@ MAX_FIELD_CHARS = 8 * 1024
 MAX_LINK_STEPS = 16
 MAX_SETTINGS = 64
 
-# A1111's own pattern for `Key: value` pairs on the settings line (values may be quoted JSON strings).
-_SETTING = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# A1111's pattern for `Key: value` pairs on the settings line (values may be quoted JSON strings), with
+# bounded repeats: unbounded, a long line without a colon takes quadratic time.
+_SETTING = re.compile(r'\s*([\w ]{1,64}):\s*("(?:\\.|[^\\"]){1,4096}"|[^,]*)(?:,|$)')
+MAX_SETTINGS_LINE = 16 * 1024
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*x\s*(\d{1,6})\s*$")
 
 # A1111 setting name -> our field name and how to read its value.
@@ -108,7 +110,7 @@ def parse_a1111(text: str) -> dict[str, Any]:
         return {}
     text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n")
     *lines, last = text.strip().split("\n")
-    settings = _SETTING.findall(last)
+    settings = _SETTING.findall(last) if len(last) <= MAX_SETTINGS_LINE else []
     if len(settings) < 3:
         # No settings line: the whole text is the prompt.
         lines.append(last)
