@@ -245,7 +245,9 @@ def _decoded(opened: _Opened) -> tuple[Image.Image, str, dict]:
     parameters, meta = _parameters(im, opened.format)
     im.seek(0)  # animated files: the first frame only
     im.load()
-    return ImageOps.exif_transpose(im), parameters, meta
+    # In place: a transposed copy would be another full-size image in memory.
+    ImageOps.exif_transpose(im, in_place=True)
+    return im, parameters, meta
 
 
 def image_clean(f: BinaryIO, *, size: int, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> CleanImage:
@@ -269,22 +271,32 @@ def image_process(f: BinaryIO, *, size: int, max_bytes: int = MAX_IMAGE_BYTES, m
             flat = pixels
             if flat.mode not in ("RGB", "RGBA"):
                 flat = flat.convert("RGBA" if "A" in flat.getbands() or "transparency" in flat.info else "RGB")
-            large = _webp(flat, LARGE_SIDE, quality=85)
-            thumb = _webp(flat, THUMB_SIDE, quality=80)
-            blur = _webp(flat, BLUR_SIDE, quality=60)
+            # Each size from the one before: only the first resize reads the full image.
+            large_im = _fit(flat, LARGE_SIDE)
+            del flat, pixels
+            thumb_im = _fit(large_im, THUMB_SIDE)
+            large = _webp(large_im, quality=85)
+            thumb = _webp(thumb_im, quality=80)
+            blur = _webp(_fit(thumb_im, BLUR_SIDE), quality=60)
             return ProcessedImage(full=full, thumb=thumb, large=large, blur=blur)
         except BaseException as exc:
             raise _translated(exc) from exc
 
 
-def _webp(im: Image.Image, side: int, *, quality: int) -> Thumbnail:
-    small = im.copy()
-    if max(im.size) > side:
-        small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+def _fit(im: Image.Image, side: int) -> Image.Image:
+    """`im` scaled to fit `side` (no copy when it already fits): resize returns a new image, so no full copy."""
+    scale = side / max(im.size)
+    if scale >= 1:
+        return im
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _webp(im: Image.Image, *, quality: int) -> Thumbnail:
     out = io.BytesIO()
     # No exif/icc arguments: the thumbnails carry pixels only.
-    small.save(out, "WEBP", quality=quality, method=4)
-    return Thumbnail(data=out.getvalue(), width=small.width, height=small.height)
+    im.save(out, "WEBP", quality=quality, method=4)
+    return Thumbnail(data=out.getvalue(), width=im.width, height=im.height)
 
 
 def _encode(im: Image.Image, fmt: str, parameters: str, meta: dict | None = None) -> CleanImage:
