@@ -61,7 +61,8 @@ class ImageMetaSerializer(serializers.Serializer):
 class ExampleImageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     modelVersionId = serializers.IntegerField()
-    status = serializers.ChoiceField(ExampleImage.Status.values, help_text="processing until the worker is done")
+    # A plain string: a ChoiceField would add another enum component named after `status`.
+    status = serializers.CharField(help_text="processing (until the worker is done), ready or failed")
     url = serializers.CharField(help_text="the re-encoded image (PNG, JPEG or WebP as uploaded)")
     thumbnailUrl = serializers.CharField(help_text="WebP, 480 px on the long side")
     largeUrl = serializers.CharField(help_text="WebP, 1600 px on the long side")
@@ -251,50 +252,64 @@ def _etag(key: str) -> str:
     return '"' + key.rsplit("/", 1)[-1].split(".", 1)[0] + '"'
 
 
+FILE_DESCRIPTION = (
+    "`full` is the re-encoded upload; `thumb` (480 px), `large` (1600 px) and `blur` (24 px) are WebP. Above the "
+    "caller's NSFW level only `blur` is served, unless the caller has opted in to revealing blurred images. API "
+    "keys need `read`; a key sees its owner's private images. `ETag` and a year-long immutable `Cache-Control`; "
+    "on S3: 302 to a presigned URL."
+)
+FILE_RESPONSES = {(200, "image/*"): OpenApiTypes.BINARY, 302: None, 304: None, 403: ErrorOut, 404: ErrorOut}
+
+
 class ImageFileView(V1View):
-    """The bytes of one variant of an example image."""
+    """The bytes of an example image (the re-encoded upload)."""
+
+    @extend_schema(operation_id="image_file", summary="An example image's bytes", description=FILE_DESCRIPTION,
+                   responses=FILE_RESPONSES, tags=["images"])
+    def get(self, request: Request, image_id: int):
+        return image_file_response(request, image_id, "full")
+
+
+class ImageVariantFileView(V1View):
+    """The bytes of one size of an example image."""
 
     @extend_schema(
-        operation_id="image_file", summary="An example image's bytes",
-        description=(
-            "`full` (default) is the re-encoded upload; `thumb` (480 px), `large` (1600 px) and `blur` (24 px) "
-            "are WebP. Above the caller's NSFW level only `blur` is served, unless the caller has opted in to "
-            "revealing blurred images. API keys need `read`; a key sees its owner's private images. On S3: 302 "
-            "to a presigned URL."
-        ),
-        parameters=[OpenApiParameter("variant", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                     enum=list(VARIANTS), required=False)],
-        responses={(200, "image/*"): OpenApiTypes.BINARY, 302: None, 304: None, 403: ErrorOut, 404: ErrorOut},
-        tags=["images"],
+        operation_id="image_file_variant", summary="One size of an example image", description=FILE_DESCRIPTION,
+        parameters=[OpenApiParameter("variant", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(VARIANTS))],
+        responses=FILE_RESPONSES, tags=["images"],
     )
-    def get(self, request: Request, image_id: int, variant: str = "full"):
-        if variant not in VARIANTS:
-            raise NotFound(f"no image variant {variant!r}; use one of {', '.join(VARIANTS)}")
-        image = image_get_for(request.user, image_id)
-        if image is None:
-            raise NotFound("no such image")
-        if not image.is_ready:
-            raise NotFound("this image is still being processed" if image.status == "processing"
-                           else "this image could not be processed")
-        if variant != "blur" and not image_revealable_by(request.user, image):
-            raise PermissionDenied("this image is above your NSFW level; only its blurred placeholder is served")
-        key = getattr(image, VARIANTS[variant]) or image.storage_key
-        content_type = image.content_type if key == image.storage_key else "image/webp"
-        etag = _etag(key)
-        public = (variant == "blur" or image.nsfw_level == ANONYMOUS_LEVEL) and version_get_for(
-            None, image.version_id
-        ) is not None
-        cache = f"{'public' if public else 'private'}, {IMMUTABLE}"
-        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-            response = HttpResponse(status=304)
-        else:
-            response = _file_response(image, key, variant, content_type, cache)
-        response["ETag"] = etag
-        if response.status_code != 302:
-            response["Cache-Control"] = cache
-        if not public:
-            response["Vary"] = "Cookie, Authorization"
-        return response
+    def get(self, request: Request, image_id: int, variant: str):
+        return image_file_response(request, image_id, variant)
+
+
+def image_file_response(request, image_id: int, variant: str):
+    if variant not in VARIANTS:
+        raise NotFound(f"no image variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    image = image_get_for(request.user, image_id)
+    if image is None:
+        raise NotFound("no such image")
+    if not image.is_ready:
+        raise NotFound("this image is still being processed" if image.status == "processing"
+                       else "this image could not be processed")
+    if variant != "blur" and not image_revealable_by(request.user, image):
+        raise PermissionDenied("this image is above your NSFW level; only its blurred placeholder is served")
+    key = getattr(image, VARIANTS[variant]) or image.storage_key
+    content_type = image.content_type if key == image.storage_key else "image/webp"
+    etag = _etag(key)
+    public = (variant == "blur" or image.nsfw_level == ANONYMOUS_LEVEL) and version_get_for(
+        None, image.version_id
+    ) is not None
+    cache = f"{'public' if public else 'private'}, {IMMUTABLE}"
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        response = _file_response(image, key, variant, content_type, cache)
+    response["ETag"] = etag
+    if response.status_code != 302:
+        response["Cache-Control"] = cache
+    if not public:
+        response["Vary"] = "Cookie, Authorization"
+    return response
 
 
 def _file_response(image: ExampleImage, key: str, variant: str, content_type: str, cache: str):

@@ -15,5 +15,5 @@ urlpatterns = [
     path("v1/model-versions/<int:version_id>/images/<int:image_id>", image_api.VersionImageDetailView.as_view(),
          name="version-image"),
     path("v1/images/<int:image_id>", image_api.ImageFileView.as_view(), name="image"),
-    path("v1/images/<int:image_id>/<str:variant>", image_api.ImageFileView.as_view(), name="image-variant"),
+    path("v1/images/<int:image_id>/<str:variant>", image_api.ImageVariantFileView.as_view(), name="image-variant"),
 ]
