@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
+from datetime import timedelta
 from typing import BinaryIO
 
 from django.core.files.storage import storages
@@ -231,3 +232,35 @@ def example_image_update(
         example_image_cover_set(image=image, user=user, cover=cover)
     return image
 
+
+
+RESEND_AFTER = timedelta(minutes=10)
+GIVE_UP_AFTER = timedelta(hours=1)
+
+
+def example_images_sweep() -> dict:
+    """Ask again for images still processing after a while (a lost message); give up on very old ones.
+
+    Processing twice is harmless: outputs are content-addressed and only the
+    first conditional update marks the row ready.
+    """
+    from django.utils import timezone
+
+    now = timezone.now()
+    given_up = 0
+    storage = image_storage()
+    for image in ExampleImage.objects.filter(status=ExampleImage.Status.PROCESSING, created_at__lt=now - GIVE_UP_AFTER):
+        if ExampleImage.objects.filter(pk=image.pk, status=ExampleImage.Status.PROCESSING).update(
+            status=ExampleImage.Status.FAILED, staging_key="",
+            error_message="processing did not finish; upload the image again",
+        ):
+            if image.staging_key:
+                storage.delete(image.staging_key)
+            given_up += 1
+    resent = 0
+    for image_id in ExampleImage.objects.filter(
+        status=ExampleImage.Status.PROCESSING, created_at__lt=now - RESEND_AFTER
+    ).values_list("id", flat=True):
+        _send_process(image_id)
+        resent += 1
+    return {"images_resent": resent, "images_given_up": given_up}

@@ -442,3 +442,22 @@ def _upload(name: str, data: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data, content_type="image/png")
+
+
+def test_a_lost_processing_message_is_resent_and_an_ancient_one_given_up(version, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hub.uploads.image_services import example_images_sweep
+
+    fresh = stage(version, alice, png())
+    late = stage(version, alice, png(color=(5, 5, 5)))
+    ancient = stage(version, alice, png(color=(6, 6, 6)))
+    now = timezone.now()
+    ExampleImage.objects.filter(pk=late.pk).update(created_at=now - timedelta(minutes=20))
+    ExampleImage.objects.filter(pk=ancient.pk).update(created_at=now - timedelta(hours=2))
+    assert example_images_sweep() == {"images_resent": 1, "images_given_up": 1}
+    assert ExampleImage.objects.get(pk=ancient.pk).status == "failed"
+    assert not storages["default"].exists(ancient.staging_key)
+    assert ExampleImage.objects.get(pk=fresh.pk).status == "processing"
