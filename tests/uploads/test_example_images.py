@@ -339,6 +339,7 @@ def test_covers_follow_the_owners_choice_and_never_exceed_the_viewers_level(clie
     assert _cover_of(client.get("/models/"), "Pictured") == f"/api/v1/images/{first.pk}/thumb"
     api = client.get("/api/v1/models").json()["items"][0]["cover"]
     assert api["kind"] == "image" and api["id"] == first.pk
+    assert api["url"] == f"http://testserver/api/v1/images/{first.pk}/thumb"
     from hub.uploads.image_services import example_image_cover_set
 
     example_image_cover_set(image=second, user=alice)
