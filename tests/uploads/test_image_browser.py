@@ -2,12 +2,21 @@
 R-rated image blurred for an anonymous visitor."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.support.builders import make_published_model
 from tests.uploads.test_example_images import PARAMS, png, ready
 
 pytestmark = pytest.mark.browser
+
+
+def screenshot(page, name: str) -> None:
+    """Set MW_SCREENSHOT_DIR to keep full-page screenshots for review, as tests/browser/test_layout.py does."""
+    if folder := os.environ.get("MW_SCREENSHOT_DIR"):
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
@@ -32,6 +41,7 @@ def test_covers_lightbox_parameters_and_blur_for_anonymous_visitors(page, pictur
     for i in range(covers.count()):
         covers.nth(i).scroll_into_view_if_needed()
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=covers.nth(i).element_handle())
+    screenshot(page, "home-covers")
 
     page.goto(f"/models/{model.pk}/{model.slug}/")
     blurred = page.locator("[data-testid=gallery-item][data-level=R] img[data-testid=blurred-image]")
@@ -40,6 +50,7 @@ def test_covers_lightbox_parameters_and_blur_for_anonymous_visitors(page, pictur
     assert "blur(" in blurred.evaluate("img => getComputedStyle(img).filter")
     assert page.locator(f"img[src*='/api/v1/images/{risky.pk}/thumb']").count() == 0
     assert "hidden r prompt" not in page.content()
+    screenshot(page, "model-gallery")
 
     page.locator("[data-testid=gallery-item] .gallery-open").first.click()
     lightbox = page.locator("[data-testid=lightbox]")
@@ -58,6 +69,7 @@ def test_covers_lightbox_parameters_and_blur_for_anonymous_visitors(page, pictur
     copy.click()
     page.wait_for_function("b => b.textContent !== 'Copy parameters'", arg=copy.element_handle())
     assert copy.inner_text() in ("Copied", "Press Ctrl+C")
+    screenshot(page, "lightbox")
     page.keyboard.press("Escape")
     lightbox.wait_for(state="hidden")
 
