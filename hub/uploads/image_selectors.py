@@ -13,11 +13,11 @@ any size still costs the same number of queries.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.db.models import F, JSONField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, JSONField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, JSONObject
-from django.db.models import Value
 
 from hub.catalog.models import ModelVersion
 from hub.catalog.nsfw import ALL_LEVELS_MASK, levels_in, mask_upto, viewer_level, viewer_may_reveal
@@ -80,8 +80,6 @@ def with_covers(qs: QuerySet, user, *, mask: int | None = None) -> QuerySet:
 def cover_url(cover: Any) -> str | None:
     """The thumbnail URL of a cover from `cover_expression` (a dict, or JSON text on backends that return it)."""
     if isinstance(cover, str):
-        import json
-
         try:
             cover = json.loads(cover)
         except ValueError:
@@ -99,8 +97,6 @@ def normalized_cover(cover: Any) -> dict | None:
     if url is None:
         return None
     if isinstance(cover, str):
-        import json
-
         cover = json.loads(cover)
     return {"kind": cover["kind"], "id": cover["id"], "url": url, "width": cover.get("w"), "height": cover.get("h")}
 

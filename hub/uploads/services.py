@@ -10,7 +10,6 @@ then are they promoted to their content-addressed blob key.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import re
