@@ -122,3 +122,38 @@ class ModelFilterForm(forms.Form):
             nsfw=data["nsfw"],
             sort=data["sort"] or DEFAULT_SORT,
         )
+
+
+class BrowsingPreferencesForm(forms.Form):
+    """What a viewer wants to see: the highest NSFW level, and whether blurred images open on a click.
+
+    Small on purpose: the account settings page embeds it (prefix it there).
+    """
+
+    browsing_level = forms.TypedChoiceField(
+        label="Show images up to", coerce=int,
+        choices=[(1, "PG: safe for work"), (2, "PG-13: suggestive"), (4, "R: mature"), (8, "X: explicit")],
+        help_text="Images above this level are blurred and never used as covers.",
+    )
+    reveal_blurred = forms.BooleanField(
+        label="Let me click a blurred image to see it", required=False,
+    )
+
+    @classmethod
+    def for_user(cls, user, data=None, **kwargs):
+        return cls(data, initial={"browsing_level": user.browsing_level, "reveal_blurred": user.reveal_blurred}, **kwargs)
+
+    def save(self, *, user):
+        from hub.accounts.services import account_browsing_level_set
+
+        return account_browsing_level_set(
+            user=user, level=self.cleaned_data["browsing_level"], reveal_blurred=self.cleaned_data["reveal_blurred"],
+        )
+
+
+NSFW_LEVEL_CHOICES = [(1, "PG"), (2, "PG-13"), (4, "R"), (8, "X")]
+
+
+class ExampleImageAddForm(forms.Form):
+    image = forms.FileField(label="Add an image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}))
+    nsfw_level = forms.TypedChoiceField(label="Rating", coerce=int, choices=NSFW_LEVEL_CHOICES)

@@ -14,7 +14,6 @@ from hub.moderation import selectors
 from hub.moderation.models import TargetKind
 from hub.moderation.services import ModerationError, claim_create, moderation_act, report_create
 from hub.moderation.targets import REPORTABLE, target_get
-from hub.uploads.selectors import example_image_is_owner, example_image_page_get
 
 
 def _form_error(form, exc: ModerationError, fields: dict[str, str] | None = None) -> None:
@@ -43,18 +42,6 @@ def report(request, kind: str, target_id: str):
                              else "You have already reported this; a moderator will look at it.")
             return redirect(target.url)
     return render(request, "frontend/moderation/report.html", {"form": form, "target": target})
-
-
-def image_detail(request, image_id: int):
-    image = example_image_page_get(request.user, image_id)
-    if image is None:
-        raise Http404("No such image")
-    is_owner = example_image_is_owner(request.user, image)
-    removed = "removed" in (image.moderation, image.version.moderation, image.version.model.moderation)
-    return render(request, "frontend/moderation/image_detail.html", {
-        "image": image, "model": image.version.model, "version": image.version, "is_owner": is_owner,
-        "removed": removed, "notice": selectors.notice_for(TargetKind.IMAGE, image.pk, image.moderation),
-    })
 
 
 def _moderator_only(request) -> None:

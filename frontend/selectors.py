@@ -14,6 +14,7 @@ from hub.accounts.models import ApiKey
 from hub.catalog.models import Model, ModelVersion, Tag
 from hub.catalog.selectors import model_get_for, models_visible_to
 from hub.files.models import ModelFile
+from hub.uploads.image_selectors import with_covers
 
 SORTS = {
     "Newest": ("-published_at", "-id"),
@@ -57,6 +58,8 @@ def model_listing(*, user, filters: ModelFilters, owner=None) -> QuerySet[Model]
         # listed twice and no DISTINCT fights the ORDER BY.
         tag_hit = Exists(Tag.models.through.objects.filter(model_id=OuterRef("pk"), tag__name=query.lower()))
         qs = qs.filter(Q(name__icontains=query) | Q(owner__username__iexact=query) | tag_hit)
+    # Each card's cover is a column of the models query, not a query per card.
+    qs = with_covers(qs, user)
     order = SORTS.get(filters.sort, SORTS[DEFAULT_SORT])
     # Drafts (the owner's own) have no published_at; keep them after the rest.
     ordering = [F(order[0].lstrip("-")).desc(nulls_last=True), order[1]]

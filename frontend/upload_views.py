@@ -22,7 +22,10 @@ from frontend.templatetags.mergeworks import type_label
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
 from hub.catalog.services import CatalogError, model_version_publish
+from hub.catalog.nsfw import NsfwLevel, parse_level
+from hub.catalog.services import model_nsfw_level_set
 from hub.files.images import MAX_IMAGE_BYTES
+from hub.uploads.image_services import example_image_cover_set
 from hub.uploads import selectors, services
 from hub.uploads.errors import UploadError
 from hub.uploads.models import Upload
@@ -77,6 +80,12 @@ class UploadDetailsForm(forms.Form):
     )
     tags = forms.CharField(label="Tags", required=False, max_length=1000, help_text="Comma-separated, e.g. character, anime.")
     nsfw = forms.BooleanField(label="This model is mostly used for NSFW content", required=False)
+    nsfw_level = forms.TypedChoiceField(
+        label="Content rating", coerce=int, initial=1, required=False, empty_value=1,
+        choices=[(1, "PG: safe for work"), (2, "PG-13: suggestive"), (4, "R: mature"), (8, "X: explicit")],
+        help_text="Viewers who have not chosen this level see your model without its pictures. "
+        "NSFW models are rated R at least.",
+    )
     visibility = forms.ChoiceField(
         label="Visibility", choices=[
             (Model.Visibility.PUBLIC, "Public: listed and searchable"),
@@ -97,10 +106,13 @@ class UploadDetailsForm(forms.Form):
         label="Example images", required=False,
         help_text=f"PNG, JPEG or WebP, up to {MAX_IMAGE_BYTES // (1024 * 1024)} MB each. "
         "They are re-encoded; only the generation parameters are kept.",
-        widget=MultipleImageInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+        widget=MultipleImageInput(attrs={"accept": "image/png,image/jpeg,image/webp", "data-image-picker": ""}),
     )
+    # Filled by image-picker.js: each image's rating, in order, and which one is the cover.
+    image_levels = forms.CharField(required=False, widget=forms.HiddenInput, max_length=200)
+    image_cover = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=0)
 
-    MODEL_FIELDS = ("name", "type", "checkpoint_type", "description", "tags", "nsfw", "visibility",
+    MODEL_FIELDS = ("name", "type", "checkpoint_type", "description", "tags", "nsfw", "nsfw_level", "visibility",
                     "allow_no_credit", "allow_derivatives", "allow_different_license", "allow_commercial_use")
 
     def __init__(self, *args, user, **kwargs):
@@ -207,9 +219,20 @@ def _save(request, upload: Upload, form: UploadDetailsForm):
     except UploadError as exc:
         form.add_error(None, exc.message)
         return None
-    for image in data["images"]:
+    if model is None:
+        level = data.get("nsfw_level") or NsfwLevel.PG
+        if data["nsfw"] and level < NsfwLevel.R:
+            level = NsfwLevel.R
+        model_nsfw_level_set(model=version.model, level=level, actor=request.user)
+    levels = [parse_level(part) for part in (data.get("image_levels") or "").split(",")]
+    for index, image in enumerate(data["images"]):
+        level = levels[index] if index < len(levels) else None
         try:
-            services.example_image_add(version=version, user=request.user, f=image, size=image.size)
+            added = services.example_image_add(
+                version=version, user=request.user, f=image, size=image.size, nsfw_level=level,
+            )
+            if data.get("image_cover") == index:
+                example_image_cover_set(image=added, user=request.user)
         except UploadError as exc:
             messages.warning(request, f"{image.name}: {exc.message}")
     if publish:

@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import moderation_views, preview_views, recipe_views, upload_views, views
+from frontend import image_views, moderation_views, preview_views, recipe_views, upload_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -35,11 +35,13 @@ urlpatterns = [
     path("previews/<str:kind>/<int:pk>.<str:ext>", preview_views.preview_file, name="preview-file"),
     path("model-versions/<int:version_id>/previews/", preview_views.preview_request_view, name="preview-request"),
     path("previews/compare/", preview_views.preview_compare, name="preview-compare"),
+    path("images/<int:image_id>/", image_views.image_detail, name="image"),
+    path("model-versions/<int:version_id>/images/", image_views.version_images, name="version-images"),
+    path("account/preferences/", image_views.preferences, name="preferences"),
     path("upload/", upload_views.upload_start, name="upload"),
     path("upload/preview/", upload_views.markdown_preview, name="upload-markdown-preview"),
     path("upload/<uuid:upload_id>/", upload_views.upload_detail, name="upload-detail"),
     path("upload/<uuid:upload_id>/publish/", upload_views.upload_publish, name="upload-publish"),
-    path("images/<int:image_id>/", moderation_views.image_detail, name="image"),
     path("report/<str:kind>/<str:target_id>/", moderation_views.report, name="report"),
     path("copyright/", moderation_views.claim, name="copyright-claim"),
     path("moderation/", moderation_views.queue, name="moderation-queue"),

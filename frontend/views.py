@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic.edit import FormView
 
 from frontend import selectors
-from frontend.forms import ApiKeyCreateForm, EmailChangeForm, ModelFilterForm, SignUpForm
+from frontend.forms import ApiKeyCreateForm, BrowsingPreferencesForm, EmailChangeForm, ModelFilterForm, SignUpForm
+from frontend.gallery import gallery_for
 from hub.accounts.services import (
     api_key_create,
     api_key_revoke,
@@ -55,6 +56,7 @@ def model_detail(request, model_id: int, slug: str | None = None):
     # ?modelVersionId= as on Civitai, so links copied from there map one-to-one.
     wanted = request.GET.get("modelVersionId")
     current = next((v for v in versions if str(v.pk) == wanted), versions[0] if versions else None)
+    gallery = gallery_for(request.user, current)
     return render(
         request,
         "frontend/model_detail.html",
@@ -64,6 +66,8 @@ def model_detail(request, model_id: int, slug: str | None = None):
             "current": current,
             "is_owner": request.user.is_authenticated and model.owner_id == request.user.pk,
             "tags": list(model.tags.all()),
+            "gallery": gallery,
+            "gallery_data": [item.lightbox() for item in gallery],
         },
     )
 
@@ -175,6 +179,13 @@ def account_settings(request):
         else:
             messages.warning(request, "Your email is removed: a forgotten password can no longer be reset.")
         return redirect("frontend:account")
+    preferences_form = BrowsingPreferencesForm.for_user(
+        request.user, request.POST if which == "preferences" else None, prefix="preferences",
+    )
+    if which == "preferences" and preferences_form.is_valid():
+        preferences_form.save(user=request.user)
+        messages.success(request, "Your content preferences are saved.")
+        return redirect("frontend:account")
     if which == "password" and password_form.is_valid():
         user = user_password_change(user=request.user, password=password_form.cleaned_data["new_password1"])
         # Keeps this browser signed in; every other session of the account ends.
@@ -185,7 +196,8 @@ def account_settings(request):
     return render(
         request,
         "frontend/account_settings.html",
-        {"email_form": email_form, "password_form": password_form, "active_keys": active_keys},
+        {"email_form": email_form, "password_form": password_form, "preferences_form": preferences_form,
+         "active_keys": active_keys},
     )
 
 

@@ -6,6 +6,10 @@ from django.db import models
 
 class User(AbstractUser):
     bio = models.TextField(blank=True)
+    # The highest NSFW level (hub.catalog.nsfw.NsfwLevel) this viewer wants to see; PG by default.
+    browsing_level = models.PositiveSmallIntegerField(default=1)
+    # Images above browsing_level are blurred; with this set, a click reveals one.
+    reveal_blurred = models.BooleanField(default=False)
 
     class Meta:
         db_table = "accounts_user"

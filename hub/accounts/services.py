@@ -165,3 +165,19 @@ def password_reset_claim(*, email: str) -> bool:
     except Exception:  # an unreachable cache must not lock everyone out of their account
         logger.exception("password reset throttle: cache unavailable; sending anyway")
         return True
+
+
+def account_browsing_level_set(*, user: User, level: int, reveal_blurred: bool | None = None) -> User:
+    """The highest NSFW level a viewer wants to see (1 PG, 2 PG-13, 4 R, 8 X), and whether a click reveals the rest."""
+    from hub.catalog.nsfw import NsfwLevel
+
+    if level not in NsfwLevel.values:
+        raise ValueError("the browsing level must be 1 (PG), 2 (PG-13), 4 (R) or 8 (X)")
+    fields = {"browsing_level": int(level)}
+    if reveal_blurred is not None:
+        fields["reveal_blurred"] = bool(reveal_blurred)
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(user, name, value)
+    return user

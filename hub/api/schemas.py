@@ -86,6 +86,14 @@ class VersionDetailOut(VersionOut):
     model = VersionModelOut()
 
 
+class CoverOut(serializers.Serializer):
+    kind = serializers.ChoiceField(["image", "preview"], help_text="an example image or a preview grid cell")
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="thumbnail URL (WebP)")
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+
+
 class ModelOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -93,6 +101,8 @@ class ModelOut(serializers.Serializer):
     type = serializers.CharField()
     checkpointType = serializers.CharField(allow_null=True, help_text="Trained or Merge")
     nsfw = serializers.BooleanField()
+    nsfwLevel = serializers.ChoiceField([1, 2, 4, 8], help_text="1 PG, 2 PG-13, 4 R, 8 X")
+    cover = CoverOut(allow_null=True, help_text="never above the caller's NSFW level; null if none may be shown")
     allowNoCredit = serializers.BooleanField()
     allowCommercialUse = serializers.ListField(child=serializers.CharField())
     allowDerivatives = serializers.BooleanField()

@@ -27,6 +27,7 @@ from hub.api.pagination import (
 from hub.catalog import api_selectors as sel
 from hub.catalog.api_serialize import iso, models_out, model_out, version_out
 from hub.catalog.models import Model, ModelVersion
+from hub.catalog.nsfw import ALL_LEVELS_MASK
 from hub.catalog.selectors import model_get_for, version_get_for
 
 MAX_BULK_HASHES = 1000
@@ -51,6 +52,19 @@ def _choices(request, name: str, allowed: dict[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def _browsing_mask(request) -> int | None:
+    raw = request.query_params.get("browsingLevel")
+    if raw in (None, ""):
+        return None
+    try:
+        mask = int(raw)
+    except ValueError:
+        mask = 0
+    if not 1 <= mask <= ALL_LEVELS_MASK:
+        raise ValidationError({"browsingLevel": ["a bitmask from 1 to 15: 1 PG, 2 PG-13, 4 R, 8 X"]})
+    return mask
+
+
 class ModelListView(V1View):
     @extend_schema(
         operation_id="models_list",
@@ -71,6 +85,11 @@ class ModelListView(V1View):
             OpenApiParameter("baseModels", OpenApiTypes.STR, many=True, enum=ModelVersion.BaseModel.values,
                              description="Models with a version on one of these base models"),
             OpenApiParameter("nsfw", OpenApiTypes.BOOL, description="false hides NSFW models; true or absent shows all"),
+            OpenApiParameter(
+                "browsingLevel", OpenApiTypes.INT,
+                description="Bitmask of NSFW levels to list, as Civitai's: 1 PG, 2 PG-13, 4 R, 8 X (e.g. 3 = PG and "
+                            "PG-13). Covers are never above the caller's own level (PG without an account).",
+            ),
             OpenApiParameter("sort", OpenApiTypes.STR, enum=list(sel.Sort.ALL), description="Default Newest"),
         ],
         responses={200: schemas.ModelListOut, **ERRORS},
@@ -88,6 +107,7 @@ class ModelListView(V1View):
             username=request.query_params.get("username") or None,
             query=request.query_params.get("query") or None,
             nsfw=parse_bool(request, "nsfw"),
+            browsing_mask=_browsing_mask(request),
         )
         limit = parse_limit(request, default=100)
         kind = _SORT_CURSOR[sort]
@@ -110,6 +130,7 @@ class ModelDetailView(V1View):
         if model is None:
             raise NotFound(f"model {model_id} not found")
         row = sel.model_row(model)
+        row["cover"] = sel.model_cover(request.user, model.pk)
         return Response(model_out(row, sel.models_related(request.user, [row]), download_base(request)))
 
 

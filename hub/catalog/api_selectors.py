@@ -21,13 +21,14 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from hub.accounts.models import User
 from hub.catalog.api_prepared import PreparedValuesQuery
 from hub.catalog.models import Model, ModelVersion, Tag
+from hub.catalog.nsfw import levels_in
 from hub.catalog.selectors import models_visible_to
 from hub.files.models import ModelFile
 
 Row = dict[str, Any]
 
 MODEL_FIELDS = (
-    "id", "name", "description", "type", "checkpoint_type", "nsfw", "allow_no_credit", "allow_commercial_use",
+    "id", "name", "description", "type", "checkpoint_type", "nsfw", "nsfw_level", "allow_no_credit", "allow_commercial_use",
     "allow_derivatives", "allow_different_license", "visibility", "status", "download_count", "created_at",
     "updated_at", "published_at", "owner_id", "owner__username",
 )
@@ -66,6 +67,8 @@ class ModelFilters:
     username: str | None = None
     query: str | None = None
     nsfw: bool | None = None
+    # Civitai's browsingLevel: a bitmask of NSFW levels (1 PG, 2 PG-13, 4 R, 8 X).
+    browsing_mask: int | None = None
 
 
 @dataclass
@@ -109,6 +112,8 @@ def _filtered_models(user, filters: ModelFilters) -> QuerySet[Model]:
         qs = qs.filter(type__in=filters.types)
     if filters.nsfw is False:
         qs = qs.filter(nsfw=False)
+    if filters.browsing_mask is not None:
+        qs = qs.filter(nsfw_level__in=levels_in(filters.browsing_mask))
     if filters.username:
         qs = qs.filter(owner__username__iexact=filters.username)
     if filters.query:
@@ -156,9 +161,22 @@ def sort_key(sort: str, row: Row) -> tuple[Any, int]:
     return row["download_count"], row["id"]
 
 
+def cover_expression(user, *, mask: int | None = None):
+    from hub.uploads.image_selectors import cover_expression as expression
+
+    return expression(user, mask=mask)
+
+
+def model_cover(user, model_id: int):
+    """One model's cover for `user` (the detail endpoint): one query."""
+    return Model.objects.filter(pk=model_id).annotate(cover=cover_expression(user)).values_list("cover", flat=True).first()
+
+
 def models_page(user, *, filters: ModelFilters, sort: str, limit: int, after: tuple[Any, int] | None) -> ModelPage:
     qs = _keyset(_filtered_models(user, filters), sort, after)
-    rows = list(qs.values(*MODEL_FIELDS)[: limit + 1])
+    # The cover is a column of this same query (see hub.uploads.image_selectors).
+    qs = qs.annotate(cover=cover_expression(user, mask=filters.browsing_mask))
+    rows = list(qs.values(*MODEL_FIELDS, "cover")[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
     page = models_related(user, rows)

@@ -86,6 +86,8 @@ def model_out(row: Row, page: ModelPage, download_base: str) -> dict[str, Any]:
         "type": row["type"],
         "checkpointType": row["checkpoint_type"] or None,
         "nsfw": row["nsfw"],
+        "nsfwLevel": row["nsfw_level"],
+        "cover": cover_out(row.get("cover"), download_base),
         "allowNoCredit": row["allow_no_credit"],
         "allowCommercialUse": row["allow_commercial_use"],
         "allowDerivatives": row["allow_derivatives"],
@@ -102,6 +104,16 @@ def model_out(row: Row, page: ModelPage, download_base: str) -> dict[str, Any]:
             version_out(v, files.get(v["id"], []), download_base) for v in page.versions_by_model.get(row["id"], [])
         ],
     }
+
+
+def cover_out(cover, download_base: str) -> dict[str, Any] | None:
+    from hub.uploads.image_selectors import normalized_cover
+
+    body = normalized_cover(cover)
+    if body is not None:
+        # download_base is the absolute …/api/download/models/; image URLs share its site root.
+        body["url"] = download_base.split("/api/download/", 1)[0] + body["url"]
+    return body
 
 
 def models_out(page: ModelPage, download_base: str) -> list[dict[str, Any]]:

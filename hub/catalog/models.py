@@ -57,6 +57,8 @@ class Model(models.Model):
     description = models.TextField(blank=True, help_text="Markdown")
     tags = models.ManyToManyField(Tag, blank=True, related_name="models")
     nsfw = models.BooleanField(default=False)
+    # hub.catalog.nsfw.NsfwLevel; `nsfw` is kept equal to `nsfw_level > PG` for older clients.
+    nsfw_level = models.PositiveSmallIntegerField(default=1)
     allow_no_credit = models.BooleanField(default=True)
     allow_commercial_use = models.JSONField(default=list, blank=True)
     allow_derivatives = models.BooleanField(default=True)

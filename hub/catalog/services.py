@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -9,6 +10,9 @@ from django.utils.text import slugify
 
 from hub.accounts.models import User
 from hub.catalog.models import Download, DownloadRollup, Model, ModelVersion, Tag
+from hub.catalog.nsfw import NsfwLevel
+
+log = logging.getLogger(__name__)
 
 
 class CatalogError(ValueError):
@@ -45,6 +49,7 @@ def model_create(
     description: str = "",
     tags: Iterable[str] = (),
     nsfw: bool = False,
+    nsfw_level: int | None = None,
     visibility: str = Model.Visibility.PUBLIC,
     allow_no_credit: bool = True,
     allow_commercial_use: Iterable[str] = (),
@@ -60,6 +65,10 @@ def model_create(
         raise CatalogError(f"unknown checkpoint type {checkpoint_type!r}", field="checkpoint_type")
     if visibility not in Model.Visibility.values:
         raise CatalogError(f"unknown visibility {visibility!r}", field="visibility")
+    if nsfw_level is None:
+        nsfw_level = NsfwLevel.R if nsfw else NsfwLevel.PG
+    if nsfw_level not in NsfwLevel.values:
+        raise CatalogError(f"unknown NSFW level {nsfw_level!r}; allowed: 1 (PG), 2 (PG-13), 4 (R), 8 (X)", field="nsfw_level")
     uses = list(dict.fromkeys(allow_commercial_use))
     bad = [u for u in uses if u not in Model.CommercialUse.values]
     if bad:
@@ -72,7 +81,8 @@ def model_create(
             type=type,
             checkpoint_type=checkpoint_type,
             description=description,
-            nsfw=nsfw,
+            nsfw=nsfw_level > NsfwLevel.PG,
+            nsfw_level=nsfw_level,
             visibility=visibility,
             allow_no_credit=allow_no_credit,
             allow_commercial_use=uses,
@@ -80,6 +90,18 @@ def model_create(
             allow_different_license=allow_different_license,
         )
         tags_set(model=model, names=tags)
+    return model
+
+
+def model_nsfw_level_set(*, model: Model, level: int, actor: User | None = None) -> Model:
+    """Set a model's NSFW level (its owner when uploading, a moderator later); `nsfw` follows it."""
+    if level not in NsfwLevel.values:
+        raise CatalogError(f"unknown NSFW level {level!r}; allowed: 1 (PG), 2 (PG-13), 4 (R), 8 (X)", field="nsfw_level")
+    with transaction.atomic():
+        Model.objects.filter(pk=model.pk).update(nsfw_level=level, nsfw=level > NsfwLevel.PG, updated_at=timezone.now())
+    # Callers check who may do this (the owner's forms, moderation); the log says who did.
+    log.info("model %s NSFW level %s -> %s by %s", model.pk, model.nsfw_level, level, getattr(actor, "pk", None))
+    model.nsfw_level, model.nsfw = level, level > NsfwLevel.PG
     return model
 
 

@@ -84,9 +84,14 @@ class LocalBlobStorage(FileSystemStorage):
     def download_url(self, key: str, filename: str, expires: int | None = None) -> str | None:
         return None
 
+    def inline_url(self, key: str, *, filename: str, content_type: str, cache_control: str = "",
+                   expires: int | None = None) -> str | None:
+        return None
+
 
 # Query names of get_object's response-header overrides.
 _PRESIGN_QUERY_NAMES = {
+    "ResponseCacheControl": "response-cache-control",
     "ResponseContentDisposition": "response-content-disposition",
     "ResponseContentType": "response-content-type",
 }
@@ -147,6 +152,18 @@ class S3BlobStorage(S3Storage):
             "ResponseContentDisposition": f'attachment; filename="{safe}"',
             "ResponseContentType": "application/octet-stream",
         }
+        return self._presigned_get(key, params, expires)
+
+    def inline_url(self, key: str, *, filename: str, content_type: str, cache_control: str = "",
+                   expires: int | None = None) -> str:
+        """A presigned GET shown in the browser (images): our content type, inline, optionally cacheable."""
+        safe = filename.replace('"', "").replace("\\", "")
+        params = {"ResponseContentDisposition": f'inline; filename="{safe}"', "ResponseContentType": content_type}
+        if cache_control:
+            params["ResponseCacheControl"] = cache_control
+        return self._presigned_get(key, params, expires)
+
+    def _presigned_get(self, key: str, params: dict[str, str], expires: int | None) -> str:
         expires = expires or self.querystring_expire
         fast = self._presign_path_style(self._key(key), params, expires)
         if fast is not None:

@@ -211,7 +211,7 @@ def _set_nsfw_level(target: Target, level, actor: User) -> dict:
 
         model_nsfw_level_set(model=target.obj, level=level, actor=actor)
     else:
-        from hub.uploads.services import image_nsfw_level_set
+        from hub.uploads.image_services import image_nsfw_level_set
 
         image_nsfw_level_set(image=target.obj, level=level, actor=actor)
     return {"from": before, "to": level}

@@ -1,4 +1,4 @@
-"""Upload protocol endpoints (`/api/v1/uploads…`) and example images.
+"""Upload protocol endpoints (`/api/v1/uploads…`); example images are in `image_api`.
 
 The protocol, shared by the website, the CLI and any script:
 
@@ -27,12 +27,9 @@ API keys need the `upload` scope; the website uses its session (with CSRF).
 """
 from __future__ import annotations
 
-from django.core.files.storage import storages
-from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -40,14 +37,12 @@ from rest_framework.views import APIView
 from hub.accounts.auth import HasScope
 from hub.api.errors import error_body
 from hub.catalog.models import Model, ModelVersion
-from hub.catalog.selectors import model_get_for, version_get_for
-from hub.files.images import MAX_IMAGE_BYTES
+from hub.catalog.selectors import model_get_for
 from hub.files.services import FileRejected
 from hub.uploads import selectors, services
 from hub.uploads.backends import part_signature_valid
 from hub.uploads.errors import UploadError
-from hub.uploads.models import ExampleImage, Upload
-from hub.uploads.selectors import example_image_get_for, example_images_visible
+from hub.uploads.models import Upload
 from hub.uploads.wsgi_body import body_reader
 
 
@@ -158,15 +153,6 @@ class UploadVersionResultSerializer(serializers.Serializer):
     modelVersionId = serializers.IntegerField()
     fileId = serializers.IntegerField()
     status = serializers.CharField()
-
-
-class ExampleImageSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    url = serializers.CharField()
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
-    contentType = serializers.CharField()
-    parameters = serializers.CharField()
 
 
 # --- Upload views -------------------------------------------------------------------
@@ -334,78 +320,3 @@ class UploadPartView(APIView):
         except UploadError as exc:
             return Response(error_body(exc.message, code=exc.code, status_code=exc.status), status=exc.status)
         return Response({"number": number, "size": written})
-
-
-# --- Example images -----------------------------------------------------------------------
-
-
-def _image_state(request, image: ExampleImage) -> dict:
-    return {
-        "id": image.pk,
-        "url": request.build_absolute_uri(f"/api/v1/images/{image.pk}"),
-        "width": image.width,
-        "height": image.height,
-        "contentType": image.content_type,
-        "parameters": image.parameters,
-    }
-
-
-class VersionImagesView(UploadApiView):
-    parser_classes = [MultiPartParser, JSONParser]
-
-    def get_permissions(self):
-        if self.request.method == "GET":
-            return []
-        return super().get_permissions()
-
-    @extend_schema(
-        operation_id="version_images_list",
-        summary="Example images of a version",
-        responses={200: ExampleImageSerializer(many=True)},
-        tags=["images"],
-    )
-    def get(self, request: Request, version_id: int):
-        version = version_get_for(request.user, version_id)
-        if version is None:
-            raise UploadError("not_found", "no such model version", status=404)
-        return Response([_image_state(request, i) for i in example_images_visible(request.user, version)])
-
-    @extend_schema(
-        operation_id="version_image_create",
-        summary="Attach an example image (PNG, JPEG or WebP)",
-        description="Multipart field `image`. The image is re-encoded; only its generation parameters are kept.",
-        request={"multipart/form-data": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}},
-        responses={201: ExampleImageSerializer},
-        tags=["images"],
-    )
-    def post(self, request: Request, version_id: int):
-        # Refuse an oversized body before the multipart parser spools it.
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > MAX_IMAGE_BYTES + 64 * 1024:
-            raise UploadError("image_too_large", f"images are limited to {MAX_IMAGE_BYTES} bytes", status=413)
-        version = version_get_for(request.user, version_id)
-        if version is None:
-            raise UploadError("not_found", "no such model version", status=404)
-        f = request.FILES.get("image")
-        if f is None:
-            raise UploadError("image_missing", "send the image in the multipart field `image`")
-        image = services.example_image_add(version=version, user=request.user, f=f, size=f.size)
-        return Response(_image_state(request, image), status=status.HTTP_201_CREATED)
-
-
-def image_serve(request, image_id: int):
-    """The re-encoded bytes, with the content type we chose and `nosniff`."""
-    image = example_image_get_for(request.user, image_id)
-    if image is None:
-        raise Http404("no such image")
-    response = FileResponse(storages["default"].open(image.storage_key, "rb"), content_type=image.content_type)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Disposition"] = f'inline; filename="image-{image.pk}.{image.storage_key.rsplit(".", 1)[-1]}"'
-    # Even opened on its own, the response can run nothing.
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    public = image.version.model.visibility == Model.Visibility.PUBLIC and image.version.status == ModelVersion.Status.PUBLISHED
-    response["Cache-Control"] = "public, max-age=86400" if public else "private, max-age=0"
-    return response

@@ -96,24 +96,60 @@ class Upload(models.Model):
 
 
 class ExampleImage(models.Model):
-    """A re-encoded example image of a model version (generation parameters only)."""
+    """An example image of a model version.
+
+    The web process only checks the header and stages the bytes
+    (`status=processing`); the ingest worker decodes them, keeps only the
+    generation parameters, re-encodes the image and two WebP thumbnails under
+    content-addressed keys, and marks the row `ready`. Until then pages show
+    the image as processing and nothing is served.
+    """
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="images")
+    # The version's model, copied so that covers are found per model with one index.
+    model = models.ForeignKey(Model, null=True, on_delete=models.CASCADE, related_name="example_images")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    storage_key = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    error_message = models.TextField(blank=True, default="")
+    # The bytes as sent, until the worker has processed them; unique to this row.
+    staging_key = models.CharField(max_length=255, blank=True, default="")
+    storage_key = models.CharField(max_length=255, blank=True, default="")
+    # WebP thumbnails: a card-sized one and a large one for the lightbox, plus a
+    # tiny one that is all a viewer gets of an image above their level.
+    thumb_key = models.CharField(max_length=255, blank=True, default="")
+    large_key = models.CharField(max_length=255, blank=True, default="")
+    blur_key = models.CharField(max_length=255, blank=True, default="")
     content_type = models.CharField(max_length=32)
     width = models.IntegerField()
     height = models.IntegerField()
     size_bytes = models.IntegerField()
-    sha256 = models.CharField(max_length=64)
-    # A1111's `parameters` text (prompt, negative prompt, sampler, seed…), as the creator's file had it.
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    # A1111's `parameters` text (prompt, negative prompt, sampler, seed…), as the creator's file had it,
+    # or written from a ComfyUI prompt graph.
     parameters = models.TextField(blank=True, default="")
+    # The same, parsed: prompt, negativePrompt, seed, steps, sampler, cfgScale, size, modelHash, model.
+    meta = models.JSONField(default=dict, blank=True)
+    nsfw_level = models.PositiveSmallIntegerField(default=1)
+    is_cover = models.BooleanField(default=False)
     position = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     moderation = moderation_field()
 
     class Meta:
         ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model"], condition=models.Q(is_cover=True), name="exampleimage_one_cover"),
+        ]
+        indexes = [models.Index(fields=["model", "status", "nsfw_level"], name="exampleimage_model_cover")]
 
     def __str__(self) -> str:
         return f"image {self.pk} of {self.version_id}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY

@@ -10,7 +10,6 @@ then are they promoted to their content-addressed blob key.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import re
@@ -28,7 +27,6 @@ from django.utils import timezone
 from hub.accounts.models import User
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import CatalogError, model_create, model_version_create, model_version_publish
-from hub.files.images import ImageRejected, image_clean
 from hub.files.models import ModelFile
 from hub.files.scanning import FileQuarantined, file_stream_verify, pickle_scan
 from hub.files.services import BlobInfo, FileRejected, blob_lock, model_file_create
@@ -44,7 +42,7 @@ from hub.uploads.backends import (
     staging_key_for,
 )
 from hub.uploads.errors import UploadError
-from hub.uploads.models import ExampleImage, Upload
+from hub.uploads.models import Upload
 from hub.uploads.prefill import form_suggestions
 
 log = logging.getLogger(__name__)
@@ -531,29 +529,14 @@ def _uploads_requeue_stuck(*, now) -> int:
 
 
 # --- Example images ----------------------------------------------------------------------
-
-MAX_IMAGES_PER_VERSION = 20
-
-
-def example_image_add(*, version: ModelVersion, user: User, f: BinaryIO, size: int) -> ExampleImage:
-    """Attach an example image to a version of the user's own model (checked and re-encoded first)."""
-    from django.core.files.storage import storages
-
-    if version.model.owner_id != user.pk:
-        raise UploadError("forbidden", "you can only add images to your own models", status=403)
-    if version.images.count() >= MAX_IMAGES_PER_VERSION:
-        raise UploadError("too_many_images", f"a version can have at most {MAX_IMAGES_PER_VERSION} images")
-    try:
-        clean = image_clean(f, size=size)
-    except ImageRejected as exc:
-        raise UploadError(exc.code, str(exc), status=413 if exc.code == "image_too_large" else 400) from exc
-    sha = clean.sha256
-    key = f"images/{sha[:2]}/{sha}.{clean.extension}"
-    storages["default"].put_stream(key, io.BytesIO(clean.data))
-    with transaction.atomic():
-        position = version.images.count()
-        return ExampleImage.objects.create(
-            version=version, uploaded_by=user, storage_key=key, content_type=clean.content_type,
-            width=clean.width, height=clean.height, size_bytes=len(clean.data), sha256=sha,
-            parameters=clean.parameters, position=position,
-        )
+# They live in image_services; the names stay importable from here.
+from hub.uploads.image_services import (  # noqa: E402,F401
+    MAX_IMAGES_PER_VERSION,
+    example_image_add,
+    example_image_cover_set,
+    example_image_delete,
+    example_image_process,
+    example_image_update,
+    example_images_reorder,
+    image_nsfw_level_set,
+)

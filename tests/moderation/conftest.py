@@ -42,10 +42,14 @@ def png_bytes(color=(200, 30, 30)) -> bytes:
 
 
 def add_image(version, user):
-    from hub.uploads.services import example_image_add
+    from hub.uploads.services import example_image_add, example_image_process
 
     data = png_bytes()
-    return example_image_add(version=version, user=user, f=io.BytesIO(data), size=len(data))
+    image = example_image_add(version=version, user=user, f=io.BytesIO(data), size=len(data))
+    # The ingest worker makes the thumbnails; here the same service runs in-process so the image is ready.
+    example_image_process(image_id=image.pk)
+    image.refresh_from_db()
+    return image
 
 
 def client_for(user):

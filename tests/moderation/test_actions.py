@@ -283,13 +283,6 @@ def test_the_actions_api_acts_and_reads_the_log(alice, carol):
     assert [(a["action"], a["reason"]) for a in log] == [("takedown", "malware")]
 
 
-def _has_nsfw_level() -> bool:
-    from hub.catalog.models import Model
-
-    return any(f.name == "nsfw_level" for f in Model._meta.get_fields())
-
-
-@pytest.mark.skipif(not _has_nsfw_level(), reason="needs nsfw_level from the images work")
 def test_changing_the_nsfw_level_goes_through_the_catalogue_and_is_logged(alice, bob, carol):
     model = make_published_model(alice, "Too tame a label")
     image = add_image(model.versions.get(), alice)

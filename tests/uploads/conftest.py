@@ -74,3 +74,15 @@ def ingest_now(upload_id: str):
     from hub.uploads.services import upload_ingest
 
     return upload_ingest(upload_id=upload_id, task_id="test-task")
+
+
+@pytest.fixture
+def local_media(settings, tmp_path):
+    """Example images (the `default` storage) on local disk for one test, so the hub streams them."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "hub.files.storage.LocalBlobStorage", "OPTIONS": {"location": str(tmp_path / "media")}},
+    }
+    from django.core.files.storage import storages
+
+    return storages["default"]

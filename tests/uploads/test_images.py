@@ -10,6 +10,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from hub.files.images import ImageRejected, image_clean
+from hub.uploads.image_services import example_image_process
 from tests.support.builders import make_published_model
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +95,7 @@ def test_size_and_type_are_checked_first():
     assert exc.value.code == "image_invalid"
 
 
-def test_attach_and_serve_with_explicit_type_and_nosniff(alice_api, alice, bob, client):
+def test_attach_and_serve_with_explicit_type_and_nosniff(alice_api, alice, bob, client, local_media):
     model = make_published_model(alice, "With images")
     version = model.versions.get()
     data = png_bytes()
@@ -104,6 +105,12 @@ def test_attach_and_serve_with_explicit_type_and_nosniff(alice_api, alice, bob, 
     )
     assert response.status_code == 201, response.content
     image = response.json()
+    # The web process only read the header; the worker does the rest.
+    assert image["status"] == "processing" and image["parameters"] == ""
+    assert client.get(f"/api/v1/images/{image['id']}").status_code == 404
+    example_image_process(image_id=image["id"])
+    image = alice_api.get(f"/api/v1/model-versions/{version.pk}/images/{image['id']}").json()
+    assert image["status"] == "ready"
     assert image["contentType"] == "image/png" and image["parameters"] == PARAMS
 
     served = client.get(f"/api/v1/images/{image['id']}")
@@ -132,7 +139,11 @@ def test_images_of_a_private_version_are_not_served_to_others(alice_api, alice, 
     image = alice_api.post(
         f"/api/v1/model-versions/{version.pk}/images", {"image": io.BytesIO(data)}, format="multipart"
     ).json()
-    assert client.get(f"/api/v1/images/{image['id']}").status_code == 404
+    example_image_process(image_id=image["id"])
+    response = client.get(f"/api/v1/images/{image['id']}")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    # The owner's API key with `read` sees it.
+    assert alice_api.get(f"/api/v1/images/{image['id']}").status_code in (200, 302)
 
 
 def test_an_oversized_body_is_refused_before_parsing(alice_api, alice):

@@ -126,3 +126,31 @@ def test_a_rejected_upload_shows_its_reason(alice_api, alice_browser, local_stor
     ingest_now(state["id"])
     page = alice_browser.get(f"/upload/{state['id']}/").content.decode()
     assert "Rejected" in page and "more than once" in page and "duplicate_key" in page
+
+
+def test_the_publish_form_rates_the_model_and_each_image_and_picks_the_cover(alice_browser, ready_upload):
+    from hub.uploads.models import ExampleImage
+
+    url = f"/upload/{ready_upload.pk}/"
+    token = _csrf(alice_browser, url)
+    files = []
+    for i, color in enumerate(("red", "green", "blue")):
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), color).save(buffer, "PNG")
+        buffer.seek(0)
+        buffer.name = f"example-{i}.png"
+        files.append(buffer)
+    response = alice_browser.post(url, {
+        "csrfmiddlewaretoken": token, "target": "new", "name": "Rated", "type": "LORA", "version_name": "v1.0",
+        "base_model": "SD 1.5", "visibility": "public", "nsfw_level": "2", "action": "publish",
+        "images": files, "image_levels": "1,4,2", "image_cover": "2",
+    })
+    assert response.status_code == 302
+    model = Model.objects.get(name="Rated")
+    assert (model.nsfw_level, model.nsfw) == (2, True)
+    images = list(ExampleImage.objects.filter(model=model).order_by("position"))
+    assert [i.nsfw_level for i in images] == [1, 4, 2]
+    assert [i.is_cover for i in images] == [False, False, True]
+    assert all(i.status == "processing" for i in images)

@@ -23,7 +23,11 @@ def downloads_rollup() -> int:
 
 @shared_task
 def uploads_expire() -> dict:
-    """Abort abandoned uploads (multipart included) and drop unreferenced blobs of ended ones."""
+    """Abort abandoned uploads (multipart included) and drop unreferenced blobs of ended ones.
+
+    Example images stuck in processing are asked for again (or given up) here too.
+    """
+    from hub.uploads.image_services import example_images_sweep
     from hub.uploads.services import uploads_expire as uploads_expire_service
 
-    return uploads_expire_service()
+    return {**uploads_expire_service(), **example_images_sweep()}

@@ -1,4 +1,4 @@
-"""Ingest queue: verify a completed upload. Thin: the work is `hub.uploads.services.upload_ingest`."""
+"""Ingest queue: verify a completed upload, process an example image. Thin: the work is in hub.uploads services."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from hub.uploads.services import upload_ingest as upload_ingest_service
 from hub.uploads.services import upload_ingest_give_up
+from hub.uploads.image_services import example_image_process as example_image_process_service
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +35,15 @@ def upload_ingest(self, upload_id: str) -> str | None:
         # A retry keeps the task id, so it can take the row back from PROCESSING.
         raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
     return upload.status if upload is not None else None
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def example_image_process(self, image_id: int) -> str | None:
+    """Decode, strip and thumbnail an example image here, never in a web process (a small PNG can be 50 Mpx)."""
+    try:
+        image = example_image_process_service(image_id=image_id)
+    except TRANSIENT as exc:
+        if self.request.retries >= MAX_RETRIES:
+            raise
+        raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
+    return image.status if image is not None else None
