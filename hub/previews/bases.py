@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.catalog.models import ModelVersion
-from workers.render.spec import RenderSpec
+from hub.previews.renderer.spec import RenderSpec
 
 _PROMPTS = (
     "a photo of a cat sitting on a red chair, highly detailed",

@@ -11,7 +11,7 @@ from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
 from hub.previews.services import render_request_create
 from tests.previews.conftest import stored
 from tests.support.builders import make_published_model, tiny_safetensors_bytes
-from workers.render.infotext import parse_infotext, read_parameters
+from hub.previews.renderer.infotext import parse_infotext, read_parameters
 
 
 def read(key: str) -> bytes:
