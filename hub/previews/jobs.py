@@ -205,6 +205,8 @@ def render_job_execute(*, job_id: int, worker: str) -> Outcome:
             # Another attempt owns the job now (we were presumed dead); it writes the same keys.
             writer.written.clear()
             return Outcome("skipped", "lost the job to another attempt")
+        if job.attach_examples:
+            _examples_attach(job, result, files)
         return Outcome("succeeded", f"{len(result.cells)} images")
     except RenderError as exc:
         writer.rollback()
@@ -366,6 +368,28 @@ def _publish(job: RenderJob, attempt: int, result, files: dict[str, bytes], seco
             render_seconds=seconds,
         )
     return True
+
+
+EXAMPLES_FROM_GRID = 4
+
+
+def _examples_attach(job: RenderJob, result, files: dict[str, bytes]) -> None:
+    """Make the first rendered images the version's example images, if it has none (PNG parameters kept).
+
+    Runs after the grid is published; a failure here is logged and never fails the render.
+    """
+    from hub.uploads.services import example_image_add
+
+    version = job.model_version
+    try:
+        if version.images.exists():
+            return
+        prefix = grid_prefix(job.model_version_id, job.render_key)
+        for rc in result.cells[:EXAMPLES_FROM_GRID]:
+            data = files[f"{prefix}/r{rc.cell.row}c{rc.cell.col}.png"]
+            example_image_add(version=version, user=job.requested_by, f=io.BytesIO(data), size=len(data))
+    except Exception:
+        logger.exception("render job %s: could not attach its images as examples", job.pk)
 
 
 def render_jobs_sweep() -> dict[str, int]:

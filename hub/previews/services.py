@@ -220,6 +220,7 @@ def render_request_create(
     base_version: ModelVersion | None = None,
     secondary_version: ModelVersion | None = None,
     trigger: str = RenderJob.Trigger.API,
+    attach_examples: bool = False,
 ) -> RenderJob:
     """Ask for a preview grid of ``model_version``; returns the job (new, already running, or already done).
 
@@ -271,6 +272,7 @@ def render_request_create(
         base_config=profile.config,
         render_key=key,
         images_total=parsed.image_count,
+        attach_examples=attach_examples,
     )
     existing_grid = PreviewGrid.objects.filter(model_version=model_version, render_key=key).first()
     if existing_grid is not None:

@@ -394,7 +394,7 @@ def config_shapes(config_dir: Path, arch: str) -> Shapes:
             state.update({f"cond_stage_model.model.{k}": v for k, v in ldm_convert._openclip_from_hf(hf).items()})
         else:
             state.update(ldm_convert.clip_to_ldm(text_encoder("text_encoder", CLIPTextModel).state_dict(), "sd1", 0))
-    shapes = {k: _squeezed(v.shape) for k, v in state.items()}
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
     with _shapes_lock:
         _shapes_cache[cache_key] = shapes
     return shapes
@@ -405,7 +405,7 @@ def _mismatch(expected: Mapping[str, tuple[int, ...]], actual: Mapping[str, tupl
         have = actual.get(key)
         if have is None:
             return f"{key} is missing"
-        if _squeezed(have) != shape:
+        if _squeezed(have) != _squeezed(shape):
             return f"{key} has shape {list(have)}, the config needs {list(shape)}"
     return None
 
