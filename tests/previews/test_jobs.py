@@ -95,7 +95,9 @@ def test_a_corrupt_checkpoint_fails_the_job_with_a_reason_and_writes_nothing(ali
     outcome = render_job_execute(job_id=job.pk, worker="test")
     job.refresh_from_db()
     assert outcome.status == "failed" and job.status == "failed" and job.attempts == 1
-    assert job.error.startswith("could not load the checkpoint: ")
+    # Its tensors fit no base config: the detail says which tensor, the owner gets a plain reason.
+    assert "fits this sd1 checkpoint" in job.error and "is missing" in job.error
+    assert job.reason.startswith("This checkpoint's layers do not match any base model") and "/" not in job.reason
     assert job.grid is None and not PreviewGrid.objects.exists() and not PreviewImage.objects.exists()
     assert stored(f"previews/v{broken.pk}") == []
 
