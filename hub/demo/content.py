@@ -94,7 +94,7 @@ def tiny_checkpoint(path: Path, seed: int) -> Path:
 
 
 def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
-    """A kohya LoRA over the tiny UNet's attention projections and text-encoder q/k/v."""
+    """A kohya LoRA over the tiny UNet's attention projections and the text encoder's attention."""
     from safetensors.torch import save_file
 
     from merges.engine.tiny import tiny_sd1_components
@@ -106,7 +106,9 @@ def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
     for prefix, module in targets:
         for name, layer in module.named_modules():
             wanted = name.endswith(("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q", "attn2.to_out.0")) or (
-                name.endswith(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"))
+                # All four attention projections, as kohya trains them; diffusers also tells a
+                # kohya text-encoder LoRA's layout by its out_proj keys.
+                name.endswith(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"))
             )
             if not wanted or not isinstance(layer, torch.nn.Linear):
                 continue
