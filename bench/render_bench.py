@@ -5,7 +5,7 @@
 
 CPU: the tiny real-topology SD1 pipeline (``merges.engine.tiny``) is saved as a
 single-file checkpoint with a weightless config folder and loaded the way
-workers load it (``workers.render.pipeline.load_pipeline``). The 4x4 grid
+workers load it (``hub.previews.renderer.pipeline.load_pipeline``). The 4x4 grid
 (4 prompts x 4 seeds) is rendered by ``render_grid`` with all 16 images in
 one batch and with batches of one; the ratio batched/sequential is the
 target (<= 0.6). Both use the renderer's batch-invariant mode, and the bench
@@ -82,9 +82,9 @@ def plain_loop(pipe, batch: int, size: int, steps: int) -> list:
 
 def cpu_bench(args) -> None:
     from merges.engine.tiny import save_single_file, tiny_sd1_components, write_pipeline_config_dir
-    from workers.render.pipeline import load_pipeline, sampler_set
-    from workers.render.render import ModelInfo, render_grid
-    from workers.render.spec import parse_spec
+    from hub.previews.renderer.pipeline import load_pipeline, sampler_set
+    from hub.previews.renderer.render import ModelInfo, render_grid
+    from hub.previews.renderer.spec import parse_spec
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
@@ -165,8 +165,8 @@ def sd15_pipeline(device: str):
 
 
 def gpu_bench(args) -> None:
-    from workers.render.render import ModelInfo, render_grid
-    from workers.render.spec import parse_spec
+    from hub.previews.renderer.render import ModelInfo, render_grid
+    from hub.previews.renderer.spec import parse_spec
 
     device = args.device
     if not torch.cuda.is_available():

@@ -1,17 +1,6 @@
-"""The Celery app. Queue routing and reliability options live in hub.settings (CELERY_*)."""
+"""The Celery app (defined in hub.celery, so the web side sends tasks by name without importing workers/)."""
 from __future__ import annotations
 
-import os
+from hub.celery import app
 
-from celery import Celery
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-
-app = Celery("mergeworks")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.include = [
-    "workers.tasks.housekeeping",
-    "workers.tasks.ingest",
-    "workers.tasks.merge",
-    "workers.tasks.render",
-]
+__all__ = ["app"]

@@ -1,13 +1,17 @@
 """Demo content: tiny but real-topology SD1 files so a newcomer lands on a working site.
 
 The checkpoint is a tiny SD1-topology pipeline (real LDM key names, tiny widths)
-and the LoRA is kohya-format with the `ss_*` metadata real trainers write.
+and the LoRA is kohya-format with the `ss_*` metadata real trainers write. Each
+demo model asks for a small preview grid as it is seeded; the worker renders
+it (with the ``tiny-sd1`` base config, chosen by the file's shapes) and its
+first images become the model's example images.
 """
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,6 +19,8 @@ import torch
 from hub.accounts.models import User
 from hub.catalog.models import Model
 from hub.files.importing import catalog_import_file
+
+logger = logging.getLogger(__name__)
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -41,11 +47,25 @@ RECIPE_DESCRIPTION = (
 )
 
 
+# Small and quick on a CPU: the demo's first grids are ready within a minute of the first start.
+DEMO_PREVIEW_SPEC = {
+    "prompts": [
+        "a photo of a cat sitting on a red chair, highly detailed",
+        "landscape with mountains and a lake at sunset, cinematic lighting",
+    ],
+    "seeds": [1, 2],
+    "steps": 8,
+    "cfg": 7.0,
+    "size": [128, 128],
+}
+
+
 @dataclass
 class DemoSummary:
     user: User
     created: list[Model]
     recipe: object = None
+    render_jobs: list = field(default_factory=list)
 
 
 def demo_recipe_document(base_version: int, anime_version: int, lora_version: int) -> dict:
@@ -74,7 +94,7 @@ def tiny_checkpoint(path: Path, seed: int) -> Path:
 
 
 def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
-    """A kohya LoRA over the tiny UNet's attention projections and text-encoder q/k/v."""
+    """A kohya LoRA over the tiny UNet's attention projections and the text encoder's attention."""
     from safetensors.torch import save_file
 
     from merges.engine.tiny import tiny_sd1_components
@@ -86,7 +106,9 @@ def tiny_lora(path: Path, seed: int, rank: int = 4) -> Path:
     for prefix, module in targets:
         for name, layer in module.named_modules():
             wanted = name.endswith(("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q", "attn2.to_out.0")) or (
-                name.endswith(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"))
+                # All four attention projections, as kohya trains them; diffusers also tells a
+                # kohya text-encoder LoRA's layout by its out_proj keys.
+                name.endswith(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"))
             )
             if not wanted or not isinstance(layer, torch.nn.Linear):
                 continue
@@ -137,7 +159,7 @@ def demo_seed() -> DemoSummary:
                 trained_words=words,
             )
             created.append(result.model)
-    return DemoSummary(user=user, created=created, recipe=_demo_recipe(user))
+    return DemoSummary(user=user, created=created, recipe=_demo_recipe(user), render_jobs=_demo_previews(user))
 
 
 def _demo_recipe(user: User):
@@ -157,3 +179,44 @@ def _demo_recipe(user: User):
     return recipe_create(
         owner=user, title=RECIPE_TITLE, source=document, description=RECIPE_DESCRIPTION, message="demo recipe"
     )
+
+
+def _demo_previews(user: User) -> list:
+    """Ask for each demo model's first preview grid (rendered by the worker; idempotent).
+
+    Its images also become the version's example images, so the home page shows
+    pictures on the first run. Versions with a grid or an active job are left alone.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("hub.previews"):
+        return []
+    from hub.previews.models import RenderJob
+    from hub.previews.services import PreviewError, render_request_create
+
+    versions = {
+        m.name: m.versions.order_by("id").first()
+        for m in Model.objects.filter(owner=user, name__in=["Tiny SD1 Base", "Tiny SD1 Anime", "Watercolor Style LoRA"])
+    }
+    plan = [("Tiny SD1 Base", None), ("Tiny SD1 Anime", None), ("Watercolor Style LoRA", "Tiny SD1 Base")]
+    jobs = []
+    for name, base in plan:
+        version = versions.get(name)
+        if version is None or (base is not None and versions.get(base) is None):
+            continue
+        if version.preview_grids.exists() or version.render_jobs.filter(status__in=RenderJob.ACTIVE).exists():
+            continue
+        try:
+            jobs.append(
+                render_request_create(
+                    model_version=version,
+                    requested_by=user,
+                    spec=DEMO_PREVIEW_SPEC,
+                    base_version=versions[base] if base else None,
+                    trigger=RenderJob.Trigger.DEMO,
+                    attach_examples=True,
+                )
+            )
+        except PreviewError as exc:  # the demo still works without pictures
+            logger.warning("demo: no preview requested for %s: %s", name, exc.message)
+    return jobs

@@ -5,6 +5,8 @@
 * ``GET /api/v1/model-versions/{id}/previews``: its grids.
 * ``GET /api/v1/render-jobs/{id}``: status and progress (images done / total).
 * ``GET /api/v1/preview-grids/{id}``: one grid and its images.
+* ``GET /api/v1/model-versions/{id}/preview-bases?query=``: for a LoRA, the
+  checkpoints of its base model the caller may render it on.
 """
 from __future__ import annotations
 
@@ -85,7 +87,8 @@ def job_out(job: RenderJob) -> dict[str, Any]:
         "images": {"done": job.images_done, "total": job.images_total},
         "attempts": job.attempts,
         "maxAttempts": conf.max_attempts(),
-        "error": job.error or None,
+        # The plain reason only: the technical detail (paths, exceptions) is for logs and the admin.
+        "error": (job.reason or job.error or None) if job.status == RenderJob.Status.FAILED else None,
         "trigger": job.trigger,
         "modelVersionId": job.model_version_id,
         "baseVersionId": job.base_version_id,
@@ -223,3 +226,28 @@ class PreviewGridView(PreviewView):
         if grid is None:
             raise NotFound(f"preview grid {grid_id} not found")
         return Response(grid_out(grid))
+
+
+def base_out(version) -> dict[str, Any]:
+    return {"id": version.pk, "name": version.name, "modelId": version.model_id, "modelName": version.model.name,
+            "baseModel": version.base_model, "label": f"{version.model.name} · {version.name}"}
+
+
+class PreviewBasesView(PreviewView):
+    @extend_schema(
+        operation_id="model_versions_preview_bases_list",
+        summary="Checkpoints a LoRA can be previewed on",
+        description="Checkpoints of the LoRA's base model that the caller may see (their own first), "
+        "filtered by `query` (model or version name); at most `limit` (default 50, at most 200).",
+        responses={200: OpenApiResponse(_JSON, description="{items: [{id, name, modelId, modelName, label}]}"), 404: ErrorOut},
+        tags=["previews"],
+    )
+    def get(self, request, version_id: int):
+        version = self.version(version_id)
+        try:
+            limit = int(request.query_params.get("limit", selectors.LORA_BASE_LIMIT))
+        except ValueError:
+            raise services.PreviewError("limit must be a whole number", field="limit") from None
+        query = request.query_params.get("query", "")[:200]
+        items = selectors.lora_base_candidates(request.user, version, query=query, limit=limit)
+        return Response({"items": [base_out(v) for v in items]})

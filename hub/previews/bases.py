@@ -1,15 +1,16 @@
 """Base models previews can be rendered for: architecture, config folder, default prompt set.
 
-``config`` names the folder under BASE_CONFIGS_DIR that
-``infra/scripts/fetch-base-configs.sh`` fills from the model's hub repository.
-Pony and Illustrious are SDXL fine-tunes and share SDXL's config.
+``config`` names the folder under BASE_CONFIGS_DIR (written offline by
+``manage.py hub_base_configs``, or fetched by ``infra/scripts/fetch-base-configs.sh``)
+that a render tries first; the folder actually used is the one whose shapes fit
+the checkpoint. Pony and Illustrious are SDXL fine-tunes and share SDXL's config.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hub.catalog.models import ModelVersion
-from workers.render.spec import RenderSpec
+from hub.previews.renderer.spec import RenderSpec
 
 _PROMPTS = (
     "a photo of a cat sitting on a red chair, highly detailed",

@@ -36,8 +36,14 @@ from django.utils import timezone
 from hub.files.storage import blob_storage
 from hub.previews import conf
 from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
-from workers.merge_cache import InputCache, storage_fetcher
-from workers.render.errors import RenderError
+from hub.files.input_cache import InputCache, storage_fetcher
+from hub.previews.renderer.errors import RenderError
+
+# Shown to the owner when a render failed for reasons on the hub's side (details are in the logs).
+GAVE_UP_REASON = (
+    "The preview worker could not finish this render after several tries. "
+    "Try again later; if it keeps failing, tell the site's administrators."
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,8 @@ logger = logging.getLogger(__name__)
 class Outcome:
     status: str  # succeeded | failed | retry | skipped
     detail: str = ""
+    # For "retry": seconds to wait before the next attempt (10 s, 20 s, 40 s … capped at 10 minutes).
+    retry_in: float = 0.0
 
 
 def media_storage():
@@ -74,11 +82,15 @@ def _claim(job_id: int, worker: str) -> RenderJob | None:
         heartbeat_at=now,
         images_done=0,
         error="",
+        reason="",
     )
     if n == 1:
         return RenderJob.objects.select_related("model_version", "model_version__model").get(pk=job_id)
     RenderJob.objects.filter(_claimable(), pk=job_id, attempts__gte=conf.max_attempts()).update(
-        status=RenderJob.Status.FAILED, finished_at=now, error=f"gave up after {conf.max_attempts()} attempts"
+        status=RenderJob.Status.FAILED,
+        finished_at=now,
+        error=f"gave up after {conf.max_attempts()} attempts",
+        reason=GAVE_UP_REASON,
     )
     return None
 
@@ -87,9 +99,12 @@ def _owned(job: RenderJob, attempt: int):
     return RenderJob.objects.filter(pk=job.pk, status=RenderJob.Status.RUNNING, attempts=attempt)
 
 
-def _fail(job: RenderJob, attempt: int, reason: str) -> Outcome:
-    _owned(job, attempt).update(status=RenderJob.Status.FAILED, error=reason[:2000], finished_at=timezone.now())
-    return Outcome("failed", reason)
+def _fail(job: RenderJob, attempt: int, detail: str, reason: str) -> Outcome:
+    logger.warning("render job %s failed: %s", job.pk, detail)
+    _owned(job, attempt).update(
+        status=RenderJob.Status.FAILED, error=detail[:2000], reason=reason[:2000], finished_at=timezone.now()
+    )
+    return Outcome("failed", detail)
 
 
 class _Heartbeat:
@@ -190,26 +205,29 @@ def render_job_execute(*, job_id: int, worker: str) -> Outcome:
             # Another attempt owns the job now (we were presumed dead); it writes the same keys.
             writer.written.clear()
             return Outcome("skipped", "lost the job to another attempt")
+        if job.attach_examples:
+            _examples_attach(job, result, files)
         return Outcome("succeeded", f"{len(result.cells)} images")
     except RenderError as exc:
         writer.rollback()
-        return _fail(job, attempt, str(exc))
+        return _fail(job, attempt, str(exc), exc.reason)
     except Exception as exc:
         writer.rollback()
         logger.exception("render job %s: attempt %s failed", job.pk, attempt)
         reason = f"{type(exc).__name__}: {str(exc)[:500]}"
         if attempt >= conf.max_attempts():
-            return _fail(job, attempt, f"gave up after {attempt} attempts: {reason}")
+            return _fail(job, attempt, f"gave up after {attempt} attempts: {reason}", GAVE_UP_REASON)
         _owned(job, attempt).update(status=RenderJob.Status.QUEUED, error=f"attempt {attempt} failed: {reason}")
-        return Outcome("retry", reason)
+        return Outcome("retry", reason, retry_in=min(10 * 2 ** (attempt - 1), 600))
     finally:
-        from workers.render.pipeline import PIPELINES
+        from hub.previews.renderer.pipeline import PIPELINES
 
         PIPELINES.trim(conf.min_free_bytes())
 
 
 def _render(job: RenderJob, attempt: int):
-    from workers.render.pipeline import (
+    from hub.previews.renderer.base_configs import config_choose
+    from hub.previews.renderer.pipeline import (
         PIPELINES,
         PipelineKey,
         load_pipeline,
@@ -218,21 +236,23 @@ def _render(job: RenderJob, attempt: int):
         memory_savers_enable,
         memory_short,
     )
-    from workers.render.render import ModelInfo, render_grid
-    from workers.render.spec import parse_spec
-    from workers.render.sweep import AlphaSweep
+    from hub.previews.renderer.render import ModelInfo, render_grid
+    from hub.previews.renderer.spec import parse_spec
+    from hub.previews.renderer.sweep import AlphaSweep
 
     # Stored specs were validated when requested; parsing again also catches hand-edited rows.
     spec = parse_spec(job.spec, max_images=max(conf.max_images(), job.images_total))
     device = conf.device()
-    config_dir = conf.base_configs_dir() / job.base_config
     checkpoint, lora, secondary = (job.inputs.get(role) for role in ("checkpoint", "lora", "secondary"))
     cache = input_cache()
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"render-{job.pk}-")))
         ckpt_path = _local_safetensors(checkpoint, cache, stack, workdir)
+        # The config is chosen by the file's tensors; the base model it is labelled with only goes first.
+        choice = config_choose(ckpt_path, conf.base_configs_dir(), preferred=job.base_config)
+        config_dir, arch = choice.config_dir, choice.arch
         key = PipelineKey(
-            arch=job.arch,
+            arch=arch,
             checkpoint_sha256=checkpoint["sha256"],
             config_dir=str(config_dir),
             device=device,
@@ -245,7 +265,7 @@ def _render(job: RenderJob, attempt: int):
             PIPELINES.drop()
         pipe = PIPELINES.get(
             key,
-            lambda: load_pipeline(job.arch, ckpt_path, config_dir, device=device),
+            lambda: load_pipeline(arch, ckpt_path, config_dir, device=device),
             lora=(lambda p: lora_apply(p, lora_path, spec.lora_strength)) if lora_path else None,
         )
         if lora_path:
@@ -259,7 +279,7 @@ def _render(job: RenderJob, attempt: int):
             hashes = (checkpoint["sha256"][:10], secondary["sha256"][:10])
             sweep = AlphaSweep.prepare(
                 pipe,
-                job.arch,
+                arch,
                 second_path,
                 config_dir,
                 describe=lambda a: {"Merge": f"weighted_sum({hashes[0]}, {hashes[1]}), alpha {a:g}"},
@@ -280,7 +300,7 @@ def _render(job: RenderJob, attempt: int):
 
 
 def _encode(job: RenderJob, result) -> dict[str, bytes]:
-    from workers.render.infotext import png_bytes, webp_thumbnail_bytes
+    from hub.previews.renderer.infotext import png_bytes, webp_thumbnail_bytes
 
     prefix = grid_prefix(job.model_version_id, job.render_key)
     files = {f"{prefix}/grid.png": png_bytes(result.grid), f"{prefix}/grid.webp": webp_thumbnail_bytes(result.grid, 1024)}
@@ -350,6 +370,28 @@ def _publish(job: RenderJob, attempt: int, result, files: dict[str, bytes], seco
     return True
 
 
+EXAMPLES_FROM_GRID = 4
+
+
+def _examples_attach(job: RenderJob, result, files: dict[str, bytes]) -> None:
+    """Make the first rendered images the version's example images, if it has none (PNG parameters kept).
+
+    Runs after the grid is published; a failure here is logged and never fails the render.
+    """
+    from hub.uploads.services import example_image_add
+
+    version = job.model_version
+    try:
+        if version.images.exists():
+            return
+        prefix = grid_prefix(job.model_version_id, job.render_key)
+        for rc in result.cells[:EXAMPLES_FROM_GRID]:
+            data = files[f"{prefix}/r{rc.cell.row}c{rc.cell.col}.png"]
+            example_image_add(version=version, user=job.requested_by, f=io.BytesIO(data), size=len(data))
+    except Exception:
+        logger.exception("render job %s: could not attach its images as examples", job.pk)
+
+
 def render_jobs_sweep() -> dict[str, int]:
     """Periodic: requeue running jobs whose worker died, fail those out of attempts."""
     from hub.previews.services import _enqueue
@@ -363,7 +405,10 @@ def render_jobs_sweep() -> dict[str, int]:
         same = RenderJob.objects.filter(pk=job.pk, status=RenderJob.Status.RUNNING, heartbeat_at=job.heartbeat_at)
         if job.attempts >= conf.max_attempts():
             counts["failed"] += same.update(
-                status=RenderJob.Status.FAILED, finished_at=now, error=f"the worker was lost; gave up after {job.attempts} attempts"
+                status=RenderJob.Status.FAILED,
+                finished_at=now,
+                error=f"the worker was lost; gave up after {job.attempts} attempts",
+                reason=GAVE_UP_REASON,
             )
             continue
         with transaction.atomic():

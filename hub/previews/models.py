@@ -31,6 +31,7 @@ class RenderJob(models.Model):
         API = "api"
         PAGE = "page"
         MERGE = "merge"
+        DEMO = "demo"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
@@ -54,7 +55,11 @@ class RenderJob(models.Model):
     images_total = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, default="")
+    # `error` is the technical detail (logs, admin); `reason` is the plain sentence the owner sees.
     error = models.TextField(blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    # When the job succeeds and the version has no example images yet, its images become them.
+    attach_examples = models.BooleanField(default=False)
     grid = models.ForeignKey("PreviewGrid", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

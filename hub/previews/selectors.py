@@ -6,10 +6,10 @@ the jobs they asked for.
 """
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from hub.catalog.api_selectors import version_visible_q
-from hub.catalog.models import ModelVersion
+from hub.catalog.models import Model, ModelVersion
 from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
 
 
@@ -28,6 +28,26 @@ def render_job_get_for(user, job_id: int) -> RenderJob | None:
         .select_related("model_version", "model_version__model", "requested_by", "grid")
         .first()
     )
+
+
+LORA_BASE_LIMIT = 50
+
+
+def lora_base_candidates(user, lora: ModelVersion, *, query: str = "", limit: int = LORA_BASE_LIMIT) -> list[ModelVersion]:
+    """Checkpoints a LoRA can be previewed on: same base model, visible to ``user``, ``query`` in the name.
+
+    The user's own checkpoints come first, then the most downloaded.
+    """
+    qs = ModelVersion.objects.filter(
+        version_visible_q(user),
+        model__type=Model.Type.CHECKPOINT,
+        base_model=lora.base_model,
+    ).select_related("model")
+    if query.strip():
+        qs = qs.filter(Q(model__name__icontains=query.strip()) | Q(name__icontains=query.strip()))
+    mine = Q(model__owner_id=user.pk) if user is not None and user.is_authenticated else Q(pk__in=[])
+    qs = qs.annotate(_mine=Case(When(mine, then=Value(0)), default=Value(1), output_field=IntegerField()))
+    return list(qs.order_by("_mine", "-model__download_count", "model__name", "-id")[: max(1, min(limit, 200))])
 
 
 def render_jobs_for_version(version: ModelVersion, *, limit: int = 5) -> list[RenderJob]:

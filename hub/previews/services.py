@@ -32,12 +32,13 @@ from hub.files.models import ModelFile
 from hub.previews import conf
 from hub.previews.bases import BaseProfile, profile_for
 from hub.previews.models import LoraPreviewBase, PreviewGrid, RenderJob
-from workers.render.errors import RenderSpecError
-from workers.render.spec import RENDERER_VERSION, RenderSpec, parse_spec
+from hub.previews.renderer.errors import RenderSpecError
+from hub.previews.renderer.spec import RENDERER_VERSION, RenderSpec, parse_spec
 
 logger = logging.getLogger(__name__)
 
 LORA_TYPES = (Model.Type.LORA, Model.Type.LOCON)
+RENDER_TASK = "workers.tasks.render.render_job_run"
 
 
 class PreviewError(Exception):
@@ -190,9 +191,10 @@ def render_key(*, arch: str, config: str, spec: RenderSpec, inputs: Mapping[str,
 
 
 def _enqueue(job_id: int) -> None:
-    from workers.tasks.render import render_job_run
+    """Send the job to the `gpu` queue by task name (called on commit; the route comes from settings)."""
+    from hub.celery import app
 
-    render_job_run.delay(job_id)
+    app.send_task(RENDER_TASK, args=[job_id])
 
 
 def _failed_job(version: ModelVersion, user, trigger: str, reason: str, spec: Any) -> RenderJob:
@@ -205,6 +207,7 @@ def _failed_job(version: ModelVersion, user, trigger: str, reason: str, spec: An
         render_key="",
         status=RenderJob.Status.FAILED,
         error=reason,
+        reason=reason,
         finished_at=now,
     )
 
@@ -217,6 +220,7 @@ def render_request_create(
     base_version: ModelVersion | None = None,
     secondary_version: ModelVersion | None = None,
     trigger: str = RenderJob.Trigger.API,
+    attach_examples: bool = False,
 ) -> RenderJob:
     """Ask for a preview grid of ``model_version``; returns the job (new, already running, or already done).
 
@@ -268,6 +272,7 @@ def render_request_create(
         base_config=profile.config,
         render_key=key,
         images_total=parsed.image_count,
+        attach_examples=attach_examples,
     )
     existing_grid = PreviewGrid.objects.filter(model_version=model_version, render_key=key).first()
     if existing_grid is not None:

@@ -88,7 +88,7 @@ def _part_size(size: int, backend: str) -> int:
 
 
 def _send_ingest(upload_id) -> None:
-    from workers.celery import app
+    from hub.celery import app
 
     # By name, so the web process needs no import of the worker's modules; the
     # route to the ingest queue comes from CELERY_TASK_ROUTES.

@@ -11,6 +11,9 @@ PORT="${PORT:-8000}"
 mkdir -p var/log
 
 $PY manage.py migrate --noinput
+# Weightless base-model configs for preview renders, written offline (kept when up to date).
+$PY manage.py hub_base_configs
+# Seeds the demo and queues its first preview grids, which the worker below renders.
 $PY manage.py hub_seed_demo
 
 # One worker serves every queue here; production runs one pool per queue (infra/).

@@ -32,7 +32,7 @@ from hub.files.storage import blob_storage
 from merges.registry import conf
 from merges.registry.models import MergeJob, MergeOutput
 from merges.registry.services import merge_output_publish
-from workers.merge_cache import CacheVerifyError, InputCache, storage_fetcher
+from hub.files.input_cache import CacheVerifyError, InputCache, storage_fetcher
 
 logger = logging.getLogger(__name__)
 

@@ -109,11 +109,44 @@ def test_model_page_shows_grids_and_the_owner_can_ask_for_more(rendered, checkpo
     assert f'data-render-job-url="/api/v1/render-jobs/{job.pk}"' in page
 
 
-def test_failed_render_reason_shows_on_the_page(checkpoint, alice, client, enqueued):
-    RenderJob.objects.create(model_version=checkpoint, requested_by=alice, render_key="", status="failed",
-                             error="could not load the checkpoint: boom")
-    page = client.get(f"/models/{checkpoint.model_id}/{checkpoint.model.slug}/").content.decode()
-    assert "The last preview render failed: could not load the checkpoint: boom" in page
+def test_a_failed_render_tells_the_owner_why_and_visitors_nothing(checkpoint, alice, bob, client, enqueued):
+    detail = "could not load the checkpoint: OSError: /srv/data/cache/ab/abcd: boom (run manage.py hub_base_configs)"
+    reason = "The checkpoint could not be loaded for rendering. Check the file."
+    job = RenderJob.objects.create(model_version=checkpoint, requested_by=alice, render_key="", status="failed",
+                                   error=detail, reason=reason)
+    url = f"/models/{checkpoint.model_id}/{checkpoint.model.slug}/"
+    for visitor in (None, bob):
+        if visitor:
+            client.force_login(visitor)
+        page = client.get(url).content.decode()
+        assert "No previews yet." in page and "failed" not in page and "/srv/data" not in page
+    client.force_login(alice)
+    page = client.get(url).content.decode()
+    assert f"The last preview render failed. {reason}" in page
+    assert "/srv/data" not in page and "manage.py" not in page and "OSError" not in page
+    body = client.get(f"/api/v1/render-jobs/{job.pk}").json()
+    assert body["error"] == reason
+
+
+def test_a_loras_render_form_offers_checkpoints_of_its_base_model(checkpoint, lora, alice, bob, client, enqueued):
+    theirs = checkpoint_version(bob, "Bob Public Base", seed=3)
+    checkpoint_version(alice, "Alice SDXL Base", base_model="SDXL 1.0", arch="sdxl")
+    private = checkpoint_version(bob, "Bob Private Base", seed=4)
+    private.model.visibility = "private"
+    private.model.save(update_fields=["visibility"])
+    client.force_login(alice)
+    page = client.get(f"/models/{lora.model_id}/{lora.model.slug}/").content.decode()
+    assert 'data-testid="preview-base"' in page
+    assert f'<option value="{checkpoint.pk}">' in page and f'<option value="{theirs.pk}">' in page
+    assert "Bob Private Base" not in page and "Alice SDXL Base" not in page
+    # Alice's own checkpoint first; the search box asks the API.
+    assert page.index(f'<option value="{checkpoint.pk}">') < page.index(f'<option value="{theirs.pk}">')
+    url = f"/api/v1/model-versions/{lora.pk}/preview-bases"
+    items = client.get(url, {"query": "bob"}).json()["items"]
+    assert [i["id"] for i in items] == [theirs.pk] and items[0]["label"] == f"Bob Public Base · {theirs.name}"
+    assert client.get(url, {"limit": "x"}).status_code == 400
+    # A checkpoint's own page has no such pick.
+    assert 'data-testid="preview-base"' not in client.get(f"/models/{checkpoint.model_id}/{checkpoint.model.slug}/").content.decode()
 
 
 def test_two_versions_compare_side_by_side(rendered, alice, enqueued, client):

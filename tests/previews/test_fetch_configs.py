@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_fetch_script_downloads_configs_only_and_previews_render_from_them(alice, live_server, tmp_path, settings):
     from hub.hf.services import catalog_import_folder
     from merges.engine.tiny import build_pipeline, tiny_sd1_components
-    from workers.render.pipeline import load_pipeline
-    from workers.render.render import ModelInfo, render_grid
-    from workers.render.spec import parse_spec
+    from hub.previews.renderer.pipeline import load_pipeline
+    from hub.previews.renderer.render import ModelInfo, render_grid
+    from hub.previews.renderer.spec import parse_spec
 
     settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE = 0
     folder = tmp_path / "tiny-pipe"

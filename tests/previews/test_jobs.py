@@ -11,7 +11,7 @@ from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
 from hub.previews.services import render_request_create
 from tests.previews.conftest import stored
 from tests.support.builders import make_published_model, tiny_safetensors_bytes
-from workers.render.infotext import parse_infotext, read_parameters
+from hub.previews.renderer.infotext import parse_infotext, read_parameters
 
 
 def read(key: str) -> bytes:
@@ -95,7 +95,9 @@ def test_a_corrupt_checkpoint_fails_the_job_with_a_reason_and_writes_nothing(ali
     outcome = render_job_execute(job_id=job.pk, worker="test")
     job.refresh_from_db()
     assert outcome.status == "failed" and job.status == "failed" and job.attempts == 1
-    assert job.error.startswith("could not load the checkpoint: ")
+    # Its tensors fit no base config: the detail says which tensor, the owner gets a plain reason.
+    assert "fits this sd1 checkpoint" in job.error and "is missing" in job.error
+    assert job.reason.startswith("This checkpoint's layers do not match any base model") and "/" not in job.reason
     assert job.grid is None and not PreviewGrid.objects.exists() and not PreviewImage.objects.exists()
     assert stored(f"previews/v{broken.pk}") == []
 

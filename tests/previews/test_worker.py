@@ -9,7 +9,7 @@ from PIL import Image
 
 from hub.previews.models import RenderJob
 from tests.previews.test_api_and_pages import client_for
-from workers.render.infotext import parse_infotext, read_parameters
+from hub.previews.renderer.infotext import parse_infotext, read_parameters
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

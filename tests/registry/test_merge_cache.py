@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from workers.merge_cache import CacheVerifyError, InputCache
+from hub.files.input_cache import CacheVerifyError, InputCache
 
 
 def blob(n: int, size: int = 1000) -> tuple[str, bytes]:

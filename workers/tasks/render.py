@@ -2,6 +2,8 @@
 
 Thin: the task takes a job id and calls the service, which claims the job row
 with a conditional update, so a redelivered or duplicated message is harmless.
+The job row (its attempts) caps retries, not Celery; the service says how
+long to back off.
 """
 from __future__ import annotations
 
@@ -16,11 +18,7 @@ from hub.previews.services import render_request_for_merge
 def render_job_run(self, job_id: int) -> dict:
     outcome = render_job_execute(job_id=job_id, worker=self.request.hostname or "worker")
     if outcome.status == "retry":
-        # The job row (attempts) caps retries, not Celery. Back off 10 s, 20 s, 40 s …
-        from hub.previews.models import RenderJob
-
-        attempts = RenderJob.objects.filter(pk=job_id).values_list("attempts", flat=True).first() or 1
-        raise self.retry(countdown=min(10 * 2 ** (attempts - 1), 600))
+        raise self.retry(countdown=outcome.retry_in)
     return {"job": job_id, "status": outcome.status, "detail": outcome.detail}
 
 

@@ -1,4 +1,4 @@
-"""Rendering tests need no Django, database or S3 (workers.render imports no Django).
+"""Rendering tests need no Django, database or S3 (hub.previews.renderer imports no Django).
 
 Overriding the root conftest's bucket fixture lets
 ``pytest -p no:django tests/previews/render`` run without PostgreSQL or moto.
@@ -25,7 +25,7 @@ def base_configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pipelines(base_configs: Path):
     """One loaded tiny pipeline per architecture, shared by the module's tests (loading takes seconds)."""
-    from workers.render.pipeline import load_pipeline
+    from hub.previews.renderer.pipeline import load_pipeline
 
     loaded = {}
 

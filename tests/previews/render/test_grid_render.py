@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.render.grid import label_image
-from workers.render.infotext import parse_infotext, png_bytes, read_parameters
-from workers.render.render import ModelInfo, render_batch, render_grid
-from workers.render.spec import parse_spec
+from hub.previews.renderer.grid import label_image
+from hub.previews.renderer.infotext import parse_infotext, png_bytes, read_parameters
+from hub.previews.renderer.render import ModelInfo, render_batch, render_grid
+from hub.previews.renderer.spec import parse_spec
 
 PROMPTS = ["a photo of a cat", "portrait of a woman, oil painting"]
 SEEDS = [1, 2]

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from tests.previews.tiny_files import CONFIG_NAMES, bake, tiny_checkpoint, tiny_lora
-from workers.render.errors import RenderInputError
-from workers.render.pipeline import PipelineCache, PipelineKey, load_pipeline, lora_apply
-from workers.render.render import ModelInfo, render_grid
-from workers.render.spec import parse_spec
-from workers.render.sweep import AlphaSweep
+from hub.previews.renderer.errors import RenderInputError
+from hub.previews.renderer.pipeline import PipelineCache, PipelineKey, load_pipeline, lora_apply
+from hub.previews.renderer.render import ModelInfo, render_grid
+from hub.previews.renderer.spec import parse_spec
+from hub.previews.renderer.sweep import AlphaSweep
 
 SPEC = {"prompts": ["a photo of a cat"], "seeds": [1, 2], "negative": "blurry", "steps": 2, "cfg": 5.0, "size": [64, 64]}
 

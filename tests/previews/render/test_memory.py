@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from workers.render import pipeline as pipeline_module
-from workers.render import render as render_module
-from workers.render.errors import RenderError
-from workers.render.pipeline import PipelineCache, PipelineKey
-from workers.render.render import Cell, render_cells
-from workers.render.spec import parse_spec
+from hub.previews.renderer import pipeline as pipeline_module
+from hub.previews.renderer import render as render_module
+from hub.previews.renderer.errors import RenderError
+from hub.previews.renderer.pipeline import PipelineCache, PipelineKey
+from hub.previews.renderer.render import Cell, render_cells
+from hub.previews.renderer.spec import parse_spec
 
 
 class FakePipe:

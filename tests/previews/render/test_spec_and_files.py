@@ -6,11 +6,11 @@ import io
 import pytest
 from PIL import Image
 
-from workers.render.errors import RenderSpecError
-from workers.render.grid import compose_grid, label_image
-from workers.render.infotext import GenerationParameters, parse_infotext, png_bytes, read_parameters, webp_thumbnail_bytes
-from workers.render.render import plan_grid
-from workers.render.spec import RenderSpec, parse_spec
+from hub.previews.renderer.errors import RenderSpecError
+from hub.previews.renderer.grid import compose_grid, label_image
+from hub.previews.renderer.infotext import GenerationParameters, parse_infotext, png_bytes, read_parameters, webp_thumbnail_bytes
+from hub.previews.renderer.render import plan_grid
+from hub.previews.renderer.spec import RenderSpec, parse_spec
 
 
 def test_preview_block_of_a_recipe_parses_with_defaults() -> None:

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from workers.render.errors import RenderError
-from workers.render.grid import GridLayout, compose_grid
-from workers.render.infotext import GenerationParameters
-from workers.render.invariance import batch_invariant
-from workers.render.pipeline import memory_savers_enable, sampler_set
-from workers.render.spec import RenderSpec
+from hub.previews.renderer.errors import RenderError
+from hub.previews.renderer.grid import GridLayout, compose_grid
+from hub.previews.renderer.infotext import GenerationParameters
+from hub.previews.renderer.invariance import batch_invariant
+from hub.previews.renderer.pipeline import memory_savers_enable, sampler_set
+from hub.previews.renderer.spec import RenderSpec
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,8 @@ def render_cells(
             memory_savers_enable(pipe)
             if size == 1:
                 raise RenderError(
-                    f"not enough memory to render one {spec.width}x{spec.height} image on {pipe.unet.device}"
+                    f"not enough memory to render one {spec.width}x{spec.height} image on {pipe.unet.device}",
+                    reason="The render ran out of memory. Try a smaller image size.",
                 ) from exc
             size = max(1, size // 2)
             logger.warning("render: out of memory, retrying with batches of %d", size)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from workers.render.pipeline import load_pipeline
+from hub.previews.renderer.pipeline import load_pipeline
 
 MODULES = ("unet", "vae", "text_encoder", "text_encoder_2")
 Merge = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]

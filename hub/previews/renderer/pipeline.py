@@ -10,17 +10,20 @@ adapter, so switching LoRAs on a cached base restores the base exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workers.render.errors import RenderInputError
-from workers.render.spec import SAMPLERS
+from hub.previews.renderer.base_configs import NO_CONFIGS_REASON
+from hub.previews.renderer.errors import RenderInputError
+from hub.previews.renderer.spec import SAMPLERS
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,37 @@ def pipeline_class(arch: str) -> Any:
         return StableDiffusionPipeline
     if arch == "sdxl":
         return StableDiffusionXLPipeline
-    raise RenderInputError(f"previews are not supported for the {arch!r} architecture")
+    raise RenderInputError(
+        f"previews are not supported for the {arch!r} architecture",
+        reason="Previews are rendered for SD 1.5, SD 2.1 and SDXL checkpoints only.",
+    )
 
 
 def torch_dtype_for(device: str) -> torch.dtype:
     return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """No Hugging Face Hub request while loading: the offline switch on, as if HF_HUB_OFFLINE=1 were set.
+
+    ``local_files_only=True`` already keeps diffusers to the config folder;
+    this also covers code paths that would otherwise ask the hub (a missing
+    file then fails at once instead of waiting on the network).
+    """
+    import huggingface_hub.constants as hf_constants
+
+    saved_env, saved_flag = os.environ.get("HF_HUB_OFFLINE"), hf_constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = saved_flag
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
 
 
 def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str = "cpu") -> Any:
@@ -52,7 +81,8 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
         raise RenderInputError(f"checkpoint {checkpoint.name!r} is not a local .safetensors file")
     if not (config_dir / "model_index.json").is_file():
         raise RenderInputError(
-            f"no base-model config at {config_dir} (fill BASE_CONFIGS_DIR with infra/scripts/fetch-base-configs.sh)"
+            f"no base-model config at {config_dir} (fill BASE_CONFIGS_DIR with manage.py hub_base_configs)",
+            reason=NO_CONFIGS_REASON,
         )
     kwargs: dict[str, Any] = {"config": str(config_dir), "local_files_only": True}
     if torch_dtype_for(device) != torch.float32:  # float32 is diffusers' default; naming it only adds a warning
@@ -64,7 +94,8 @@ def load_pipeline(arch: str, checkpoint: Path, config_dir: Path, *, device: str 
         # whose weights are not in BASE_CONFIGS_DIR: previews of a model are shown unfiltered.
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
-        pipe = cls.from_single_file(str(checkpoint), **kwargs)
+        with hub_offline():
+            pipe = cls.from_single_file(str(checkpoint), **kwargs)
         _own_storage(pipe)
         pipe.to(device)
     except Exception as exc:  # diffusers raises many types for a bad file: all mean "cannot load"
@@ -103,7 +134,11 @@ def lora_apply(pipe: Any, lora: Path, strength: float) -> None:
             raise ValueError("no layer of this checkpoint matched the LoRA")
         lora_strength_set(pipe, strength)
     except Exception as exc:
-        raise RenderInputError(f"could not apply the LoRA: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise RenderInputError(
+            f"could not apply the LoRA: {type(exc).__name__}: {str(exc)[:300]}",
+            reason="The LoRA could not be applied to the base checkpoint. Choose a base checkpoint of the "
+            "LoRA's own base model and render again, or check the LoRA file.",
+        ) from exc
 
 
 def lora_strength_set(pipe: Any, strength: float) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workers.render.errors import RenderSpecError
+from hub.previews.renderer.errors import RenderSpecError
 
 # Part of every render key: bump it whenever the pixels or files for a request could change.
 RENDERER_VERSION = "1"

@@ -1,0 +1,22 @@
+"""The Celery app. Queue routing and reliability options live in hub.settings (CELERY_*).
+
+It lives in ``hub`` so that services send tasks by name (``app.send_task``)
+without importing ``workers/``; ``workers.celery`` re-exports it for
+``celery -A workers``. Importing this module does not import Django.
+"""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+app = Celery("mergeworks")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.include = [
+    "workers.tasks.housekeeping",
+    "workers.tasks.ingest",
+    "workers.tasks.merge",
+    "workers.tasks.render",
+]
