@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('previews', '0001_initial'),
+        ('previews', '0002_preview_grid_moderation_state'),
     ]
 
     operations = [
