@@ -210,6 +210,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hub.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["hub.api.throttles.WriteRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -219,6 +220,18 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
+# Limits and counters shared by every process (hub.limits): Redis with
+# REDIS_URL, else an SQLite file under DATA_DIR.
+WRITE_RATE_LIMIT_PER_MINUTE = env_int("WRITE_RATE_LIMIT_PER_MINUTE", 120)
+# One download per client and file within this many seconds, however many
+# requests (resumes, HEAD then GET) it takes.
+DOWNLOAD_COUNT_WINDOW = env_int("DOWNLOAD_COUNT_WINDOW", 3600)
+LIMITS_KEY_PREFIX = env_str("LIMITS_KEY_PREFIX", "mw:")
+# X-Forwarded-For is believed only from these proxies (CIDRs), or from the
+# last TRUSTED_PROXY_HOPS hops; with neither, the client is REMOTE_ADDR.
+# infra/proxy/nginx.conf is one hop (infra/env.example sets 1).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 # Uploads (hub.uploads): part size (S3 raises it to 5 MiB at least), how long a
 # part URL stays valid, and after how long an unfinished upload is aborted.
