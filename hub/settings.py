@@ -244,6 +244,8 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+DEFAULT_EXCEPTION_REPORTER = "hub.errorreports.RedactingExceptionReporter"
+
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -251,6 +253,8 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # `?token=` keys and part-URL signatures never reach a log line (hub.logredact).
+    "filters": {"redact_secrets": {"()": "hub.logredact.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
