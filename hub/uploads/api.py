@@ -39,6 +39,8 @@ from rest_framework.views import APIView
 
 from hub.accounts.auth import HasScope
 from hub.api.errors import error_body
+from hub.api.schemas import ErrorOut
+from hub.catalog.licences import LicenceConflict
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for, version_get_for
 from hub.files.images import MAX_IMAGE_BYTES
@@ -64,6 +66,9 @@ class UploadApiView(APIView):
             return Response(body, status=exc.status)
         if isinstance(exc, FileRejected):
             return Response(error_body(str(exc), code=exc.code, status_code=400), status=400)
+        if isinstance(exc, LicenceConflict):
+            body = error_body(str(exc), code=exc.code, status_code=exc.status, details=exc.details)
+            return Response(body, status=exc.status)
         return super().handle_exception(exc)
 
     def get_upload(self, request, upload_id) -> Upload:
@@ -150,6 +155,12 @@ class UploadVersionSerializer(serializers.Serializer):
     )
     versionDescription = serializers.CharField(required=False, allow_blank=True, default="")
     publish = serializers.BooleanField(required=False, default=False)
+    reuploadOf = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
+        help_text="publishing another creator's file: the id of their published version it re-uploads "
+        "(credited and linked; the licence must be theirs or stricter). Without it such a publish answers 409 "
+        "`reupload_of_published_file` naming the originals.",
+    )
 
 
 class UploadVersionResultSerializer(serializers.Serializer):
@@ -248,7 +259,7 @@ class UploadVersionView(UploadApiView):
         operation_id="upload_version_create",
         summary="Create the model version from a verified upload",
         request=UploadVersionSerializer,
-        responses={201: UploadVersionResultSerializer},
+        responses={201: UploadVersionResultSerializer, 409: ErrorOut},
         tags=["uploads"],
     )
     def post(self, request: Request, upload_id):
@@ -282,6 +293,7 @@ class UploadVersionView(UploadApiView):
             trained_words=v["trainedWords"],
             version_description=v["versionDescription"],
             publish=v["publish"],
+            reupload_of=v.get("reuploadOf"),
         )
         upload.refresh_from_db()
         return Response(
