@@ -25,7 +25,7 @@ from hub.accounts.services import (
     api_key_user_guess,
 )
 from hub.catalog.api_prepared import Row, instance_from_row
-from hub.catalog.licences import BytesLicence, licence_of_bytes
+from hub.catalog.licences import licence_of_bytes
 from hub.catalog.licences import Licence as CatalogLicence
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
@@ -284,7 +284,7 @@ def _downloadable(user: User, row: Mapping[str, Any]) -> bool:
     return row["format"] == ModelFile.Format.SAFETENSOR and row["pickle_scan_status"] != ModelFile.ScanStatus.DANGER
 
 
-def _licence_check(user: User, name: str, row: Mapping[str, Any], copies: BytesLicence | None) -> None:
+def _licence_check(user: User, name: str, row: Mapping[str, Any]) -> None:
     """The input's licence is the strictest over every published copy of its bytes, not just the row chosen.
 
     Otherwise a re-upload with looser terms, or naming the file by SHA-256,
@@ -293,7 +293,7 @@ def _licence_check(user: User, name: str, row: Mapping[str, Any], copies: BytesL
     described = f"{row['version__model__name']} {row['version__name']} (model version {row['version_id']})"
     if not row["version__model__allow_derivatives"] and row["version__model__owner_id"] != user.pk:
         message = f"input {name!r}: the licence of {described} does not allow derivatives, so it cannot be merged"
-    elif copies is not None and copies.forbids_derivatives_for(user.pk):
+    elif row.get("copy_forbidding_owner") is not None:
         message = (
             f"input {name!r}: the file of {described} is also published by another creator under a licence that "
             "does not allow derivatives, so it cannot be merged"
@@ -343,7 +343,6 @@ def _inputs_from_rows(
         by_sha.setdefault(row["sha256"], []).append(row)
 
     resolved: dict[str, ResolvedInput] = {}
-    chosen: dict[str, Mapping[str, Any]] = {}
     for name, ref in refs.items():
         if "model_version" in ref:
             row = by_version.get(ref["model_version"])
@@ -365,10 +364,7 @@ def _inputs_from_rows(
                 candidates,
                 key=lambda r: (r["version__model__owner_id"] != user.pk, not r["version__model__allow_derivatives"], r["id"]),
             )
-        chosen[name] = row
-    copies = licence_of_bytes(row["sha256"] for row in chosen.values())
-    for name, row in chosen.items():
-        _licence_check(user, name, row, copies.get(row["sha256"].lower()))
+        _licence_check(user, name, row)
         resolved[name] = ResolvedInput(
             name=name,
             sha256=row["sha256"],
