@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ from hub.files.storage import blob_storage
 from hub.limits import RateLimited, client_ident, mark_once, rate_limit_hit
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DownloadError(Exception):

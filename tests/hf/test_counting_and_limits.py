@@ -114,3 +114,23 @@ def test_snapshot_download_on_s3_is_counted_and_limited(alice, hub_url, tmp_path
     with pytest.raises(ToldToWait):
         snapshot_download("alice/counted-pipe", endpoint=hub_url, cache_dir=tmp_path / "b", token=False)
     assert client_waits and _downloads(version) == 1
+
+
+def test_resolve_on_local_disk_limits_every_ranged_get_and_counts_a_resume_once(client, alice, local_storage, settings):
+    """Suffix and multi-range requests read the file like a plain GET: limited alike, and one download per client."""
+    settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE = 3
+    data = tiny_safetensors_bytes(34)
+    model = make_published_model(alice, "Ranged Tiny", data=data)
+    url = "/alice/ranged-tiny/resolve/main/ranged-tiny.safetensors"
+    assert client.head(url).status_code == 200  # headers only on local disk: no transfer, not limited
+    first = client.get(url, HTTP_RANGE="bytes=-100000000")
+    assert first.status_code == 206 and b"".join(first.streaming_content) == data
+    multi = client.get(url, HTTP_RANGE="bytes=1-1,0-")
+    assert multi.status_code == 200 and b"".join(multi.streaming_content) == data
+    resumed = client.get(url, HTTP_RANGE="bytes=10-")
+    assert resumed.status_code == 206 and b"".join(resumed.streaming_content) == data[10:]
+    for header in ("bytes=-100000000", "bytes=1-1,0-", "bytes=0-", None):
+        refused = client.get(url, **({"HTTP_RANGE": header} if header else {}))
+        assert refused.status_code == 429 and refused["Content-Type"].startswith("application/json")
+        assert "Retry-After" in refused
+    assert _downloads(model.versions.get()) == 1

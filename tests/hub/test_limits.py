@@ -5,7 +5,6 @@ import multiprocessing
 import re
 from pathlib import Path
 
-import pytest
 from django.test import RequestFactory
 
 from hub.limits import _SqliteCounters, client_ip, counter_incr, mark_once
