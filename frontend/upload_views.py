@@ -247,7 +247,10 @@ def upload_publish(request, upload_id):
     version = upload.model_file.version
     if version.status != ModelVersion.Status.PUBLISHED:
         try:
-            model_version_publish(version=version, reupload_of=_reupload_of(request))
+            # A draft's licence cannot be edited here: crediting an original
+            # publishes under its licence (or the draft's, where stricter).
+            reupload_of = _reupload_of(request)
+            model_version_publish(version=version, reupload_of=reupload_of, adopt_licence=reupload_of is not None)
         except LicenceConflict as exc:
             messages.error(request, str(exc))
             request.session[f"reupload-originals-{upload.pk}"] = exc.details.get("originals", [])

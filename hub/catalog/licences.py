@@ -158,11 +158,13 @@ def reupload_originals(*, version: ModelVersion) -> list[ModelVersion]:
     )
 
 
-def reupload_check(*, version: ModelVersion, reupload_of: int | None) -> int | None:
+def reupload_check(*, version: ModelVersion, reupload_of: int | None, adopt_licence: bool = False) -> int | None:
     """The original `version` must credit to be published (None: it is nobody else's); raises LicenceConflict.
 
     `reupload_of` is the original the uploader names now; one named before
-    (the version's own `reupload_of`) stands unless replaced.
+    (the version's own `reupload_of`) stands unless replaced. With
+    `adopt_licence` a licence looser than the originals' is tightened to
+    theirs (the uploader agreed to publish under it) instead of refused.
     """
     originals = reupload_originals(version=version)
     credited = reupload_of if reupload_of is not None else version.reupload_of_id
@@ -178,6 +180,9 @@ def reupload_check(*, version: ModelVersion, reupload_of: int | None) -> int | N
         raise ReuploadConflict(originals)
     required = Licence.strictest(Licence.of(o.model) for o in originals)
     looser = Licence.of(version.model).looser_than(required)
+    if looser and adopt_licence:
+        _licence_tighten(version.model, required)
+        looser = []
     if looser:
         raise ReuploadLicenceTooLoose(
             "a re-upload keeps the original's licence or a stricter one; turn off: " + "; ".join(looser),
@@ -186,6 +191,17 @@ def reupload_check(*, version: ModelVersion, reupload_of: int | None) -> int | N
             field="licence",
         )
     return credited
+
+
+def _licence_tighten(model: Model, required: Licence) -> None:
+    """Make `model`'s licence at least as strict as `required` (only ever tightens)."""
+    tightened = Licence.strictest([Licence.of(model), required])
+    model.allow_no_credit = tightened.allow_no_credit
+    model.allow_derivatives = tightened.allow_derivatives
+    model.allow_different_license = tightened.allow_different_license
+    model.allow_commercial_use = [u for u in Model.CommercialUse.values if u in tightened.allow_commercial_use]
+    model.save(update_fields=["allow_no_credit", "allow_derivatives", "allow_different_license",
+                              "allow_commercial_use", "updated_at"])
 
 
 def licence_of_bytes(sha256s: Iterable[str]) -> dict[str, "BytesLicence"]:

@@ -109,7 +109,7 @@ def model_version_create(
 
 
 def model_version_publish(
-    *, version: ModelVersion, reupload_of: int | None = None, reupload_check: bool = True
+    *, version: ModelVersion, reupload_of: int | None = None, adopt_licence: bool = False, reupload_check: bool = True
 ) -> ModelVersion:
     """Publish a version (and its model). A version without files cannot be published.
 
@@ -117,7 +117,9 @@ def model_version_publish(
     re-upload crediting one of the originals (`reupload_of`, a version id),
     under a licence at least as strict as theirs: see hub.catalog.licences,
     whose errors (LicenceConflict) name the originals. `reupload_check=False`
-    is for merge outputs, whose licence and lineage come from their inputs.
+    is for merge outputs, whose licence and lineage come from their inputs;
+    `adopt_licence` tightens the model's licence to the originals' instead of
+    refusing a looser one.
     """
     from hub.catalog.licences import reupload_check as check
 
@@ -126,7 +128,7 @@ def model_version_publish(
     now = timezone.now()
     with transaction.atomic():
         if reupload_check:
-            credited = check(version=version, reupload_of=reupload_of)
+            credited = check(version=version, reupload_of=reupload_of, adopt_licence=adopt_licence)
             if credited is not None and credited != version.reupload_of_id:
                 ModelVersion.objects.filter(pk=version.pk).update(reupload_of_id=credited)
         ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)

@@ -187,3 +187,24 @@ def test_the_original_creator_may_still_merge_her_own_file(api_client, alice, la
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     recipe = recipe_create(owner=alice, title="Hers", source=sd1_document(alices.pk, other.pk))
     assert _run(api_client, recipe).status_code == 202
+
+
+def test_publishing_a_draft_from_the_page_credits_the_original_under_her_licence(client, bob, alices_original):
+    data, original = alices_original
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(bob)
+    upload_id = _ready_upload(api, data)
+    saved = api.post(f"/api/v1/uploads/{upload_id}/version", {"name": "Bob Draft Page"}, format="json")
+    assert saved.status_code == 201  # a draft is nobody else's business yet
+    client.force_login(bob)
+    refused = client.post(f"/upload/{upload_id}/publish/", follow=True)
+    html = refused.content.decode()
+    assert 'id="reupload-notice"' in html and "Alice Original" in html
+    assert ModelVersion.objects.get(model__name="Bob Draft Page").status == "draft"
+
+    client.post(f"/upload/{upload_id}/publish/", {"reupload_of": str(original.pk)})
+    version = ModelVersion.objects.select_related("model").get(model__name="Bob Draft Page")
+    assert version.status == "published" and version.reupload_of_id == original.pk
+    assert Licence.of(version.model).looser_than(Licence.of(original.model)) == []
