@@ -7,6 +7,7 @@ one variable: DATABASE_URL (PostgreSQL), REDIS_URL (broker + cache), S3_BUCKET
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -231,6 +232,11 @@ LIMITS_KEY_PREFIX = env_str("LIMITS_KEY_PREFIX", "mw:")
 # last TRUSTED_PROXY_HOPS hops; with neither, the client is REMOTE_ADDR.
 # infra/proxy/nginx.conf is one hop (infra/env.example sets 1).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _cidr in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {_cidr!r} is not an address or CIDR ({exc})") from exc
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 # Uploads (hub.uploads): part size (S3 raises it to 5 MiB at least), how long a
