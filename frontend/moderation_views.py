@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend.moderation_forms import ActionForm, ClaimForm, ReportForm
+from hub.limits import client_ip
 from hub.moderation import selectors
 from hub.moderation.models import TargetKind
 from hub.moderation.services import ModerationError, claim_create, moderation_act, report_create
@@ -101,7 +102,7 @@ def claim(request):
         try:
             claim_create(claimant_name=v["claimant_name"], claimant_email=v["claimant_email"], url=v["url"],
                          original_work=v["original_work"], good_faith=v["good_faith"],
-                         client_address=request.META.get("REMOTE_ADDR", ""), reporter=request.user)
+                         client_address=client_ip(request), reporter=request.user)
         except ModerationError as exc:
             if exc.status == 429:
                 return render(request, "frontend/moderation/claim.html", {"form": form, "limited": str(exc)},

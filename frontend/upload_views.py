@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend.markdown import render_markdown
 from frontend.templatetags.mergeworks import type_label
+from hub.catalog.licences import LicenceConflict
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
 from hub.catalog.services import CatalogError, model_version_publish
@@ -188,12 +189,23 @@ def upload_detail(request, upload_id):
         return redirect("frontend:upload-detail", upload_id=upload.pk)
     version = upload.model_file.version if upload.model_file_id else None
     return render(request, "frontend/upload_detail.html", {
+        "reupload_originals": (getattr(form, "reupload_originals", None)
+                               or request.session.pop(f"reupload-originals-{upload.pk}", None)),
         "upload": upload,
         "form": form,
         "version": version,
         "parents": selectors.merge_parents(upload, request.user),
         "polling": upload.status in Upload.ACTIVE,
     })
+
+
+def _reupload_of(request) -> int | None:
+    """The original the uploader chose to credit (a checkbox shown after a re-upload was refused)."""
+    try:
+        value = int(request.POST.get("reupload_of") or 0)
+    except ValueError:
+        return None
+    return value if 0 < value < 2**63 else None
 
 
 def _save(request, upload: Upload, form: UploadDetailsForm):
@@ -212,7 +224,13 @@ def _save(request, upload: Upload, form: UploadDetailsForm):
             allow_different_license=data["allow_different_license"], version_name=data["version_name"],
             base_model=data["base_model"], trained_words=_split(data["trained_words"]),
             version_description="" if model is None else data["description"], publish=publish,
+            reupload_of=_reupload_of(request),
         )
+    except LicenceConflict as exc:
+        # Shown above the form with a link to each original and the choice to credit one.
+        form.add_error(None, str(exc))
+        form.reupload_originals = exc.details.get("originals", [])
+        return None
     except CatalogError as exc:
         form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         return None
@@ -251,7 +269,18 @@ def upload_publish(request, upload_id):
         raise Http404("This upload is not part of a version yet")
     version = upload.model_file.version
     if version.status != ModelVersion.Status.PUBLISHED:
-        model_version_publish(version=version)
+        try:
+            # A draft's licence cannot be edited here: crediting an original
+            # publishes under its licence (or the draft's, where stricter).
+            reupload_of = _reupload_of(request)
+            model_version_publish(version=version, reupload_of=reupload_of, adopt_licence=reupload_of is not None)
+        except LicenceConflict as exc:
+            messages.error(request, str(exc))
+            request.session[f"reupload-originals-{upload.pk}"] = exc.details.get("originals", [])
+            return redirect("frontend:upload-detail", upload_id=upload.pk)
+        except CatalogError as exc:
+            messages.error(request, str(exc))
+            return redirect("frontend:upload-detail", upload_id=upload.pk)
         messages.success(request, f"Published {version.model.name} {version.name}.")
     return redirect("frontend:model", model_id=version.model_id, slug=version.model.slug)
 

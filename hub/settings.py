@@ -7,6 +7,7 @@ one variable: DATABASE_URL (PostgreSQL), REDIS_URL (broker + cache), S3_BUCKET
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -211,6 +212,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hub.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["hub.api.throttles.WriteRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -220,6 +222,23 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
+# Limits and counters shared by every process (hub.limits): Redis with
+# REDIS_URL, else an SQLite file under DATA_DIR.
+WRITE_RATE_LIMIT_PER_MINUTE = env_int("WRITE_RATE_LIMIT_PER_MINUTE", 120)
+# One download per client and file within this many seconds, however many
+# requests (resumes, HEAD then GET) it takes.
+DOWNLOAD_COUNT_WINDOW = env_int("DOWNLOAD_COUNT_WINDOW", 3600)
+LIMITS_KEY_PREFIX = env_str("LIMITS_KEY_PREFIX", "mw:")
+# X-Forwarded-For is believed only from these proxies (CIDRs), or from the
+# last TRUSTED_PROXY_HOPS hops; with neither, the client is REMOTE_ADDR.
+# infra/proxy/nginx.conf is one hop (infra/env.example sets 1).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _cidr in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {_cidr!r} is not an address or CIDR ({exc})") from exc
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 # Uploads (hub.uploads): part size (S3 raises it to 5 MiB at least), how long a
 # part URL stays valid, and after how long an unfinished upload is aborted.
@@ -257,6 +276,8 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+DEFAULT_EXCEPTION_REPORTER = "hub.errorreports.RedactingExceptionReporter"
+
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -264,6 +285,8 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # `?token=` keys and part-URL signatures never reach a log line (hub.logredact).
+    "filters": {"redact_secrets": {"()": "hub.logredact.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

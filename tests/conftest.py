@@ -20,6 +20,14 @@ def _s3_bucket(django_db_setup):
         storage.ensure_bucket()
 
 
+@pytest.fixture(autouse=True)
+def _own_rate_limit_counters(settings):
+    """Each test counts its rate limits from zero: Redis outlives the test database."""
+    import uuid
+
+    settings.LIMITS_KEY_PREFIX = f"mw:test-{uuid.uuid4().hex[:12]}:"
+
+
 @pytest.fixture
 def alice(db):
     from hub.accounts.services import user_create

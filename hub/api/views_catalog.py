@@ -177,6 +177,7 @@ class ModelVersionByHashView(V1View):
 
 
 class ModelVersionByHashBulkView(V1View):
+    write_limit_exempt = True  # a read that takes its hashes as a body
     @extend_schema(
         operation_id="model_versions_by_hash_bulk",
         summary="Look up many hashes at once (update checks)",

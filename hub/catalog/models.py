@@ -108,6 +108,11 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     published_at = models.DateTimeField(null=True, blank=True)
     download_count = models.BigIntegerField(default=0)
+    # Another creator's published version whose file this one re-uploads
+    # (hub.catalog.licences): credited and linked on the page.
+    reupload_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reuploads"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     moderation = moderation_field()

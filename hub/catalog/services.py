@@ -130,12 +130,29 @@ def model_version_create(
         )
 
 
-def model_version_publish(*, version: ModelVersion) -> ModelVersion:
-    """Publish a version (and its model). A version without files cannot be published."""
+def model_version_publish(
+    *, version: ModelVersion, reupload_of: int | None = None, adopt_licence: bool = False, reupload_check: bool = True
+) -> ModelVersion:
+    """Publish a version (and its model). A version without files cannot be published.
+
+    A file that another creator has published already is published only as a
+    re-upload crediting one of the originals (`reupload_of`, a version id),
+    under a licence at least as strict as theirs: see hub.catalog.licences,
+    whose errors (LicenceConflict) name the originals. `reupload_check=False`
+    is for merge outputs, whose licence and lineage come from their inputs;
+    `adopt_licence` tightens the model's licence to the originals' instead of
+    refusing a looser one.
+    """
+    from hub.catalog.licences import reupload_check as check
+
     if not version.files.exists():
         raise CatalogError("a version needs at least one file before it can be published")
     now = timezone.now()
     with transaction.atomic():
+        if reupload_check:
+            credited = check(version=version, reupload_of=reupload_of, adopt_licence=adopt_licence)
+            if credited is not None and credited != version.reupload_of_id:
+                ModelVersion.objects.filter(pk=version.pk).update(reupload_of_id=credited)
         ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.PUBLISHED)
         Model.objects.filter(pk=version.model_id, published_at__isnull=True).update(published_at=now)

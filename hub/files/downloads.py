@@ -5,7 +5,10 @@ that hands out file bytes (the Hugging Face `resolve` endpoint reuses
 Costs stay small and constant per request: on S3 the answer is a redirect to a
 short-lived presigned GET, on local disk the file is streamed in 1 MiB chunks
 (with single-range support), and a download is counted by appending one row,
-never by updating a shared counter.
+never by updating a shared counter: once per client and file within
+DOWNLOAD_COUNT_WINDOW, for any request that starts a transfer (a redirect to
+the store, or bytes for a GET whatever its Range). Every such request counts
+against the client's rate limit.
 
 Every failure is a `DownloadError` rendered as a small JSON body with a 4xx
 status, so a client that saves "whatever came back" never stores an error page
@@ -14,21 +17,18 @@ as a model file.
 from __future__ import annotations
 
 import logging
-from functools import partial
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
 from typing import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import content_disposition_header
-from rest_framework.throttling import BaseThrottle
 
 from hub.api.errors import json_error
 from hub.catalog.api_prepared import PreparedValuesQuery
@@ -37,11 +37,9 @@ from hub.catalog.download_events import download_event_record
 from hub.catalog.models import Model
 from hub.files.models import ModelFile
 from hub.files.storage import blob_storage
-from hub.redis_conn import redis_client
+from hub.limits import RateLimited, client_ident, mark_once, rate_limit_hit
 
 logger = logging.getLogger(__name__)
-
-RATE_WINDOW_SECONDS = 60
 
 
 @dataclass
@@ -139,70 +137,50 @@ def download_file_select(
     return files[0]
 
 
-# --- rate limit ---------------------------------------------------------------
-
-def _client_ident(request: HttpRequest) -> str:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return f"u{user.pk}"
-    # DRF's helper honours REST_FRAMEWORK["NUM_PROXIES"] when the hub sits
-    # behind a reverse proxy.
-    return f"ip{BaseThrottle().get_ident(request)}"
-
+# --- rate limit and counting ------------------------------------------------------
 
 def download_rate_limit(request: HttpRequest, *, scope: str = "download") -> None:
-    """Fixed-window limit per user (or per IP when anonymous); raises a 429.
+    """Fixed-window limit per user (or per client address when anonymous); raises a 429.
 
-    One Redis command per request: the window number is part of the key, so
-    INCR is enough and only the first request of a window sets the expiry (a
-    key left without one by a crash mid-way is a few bytes for a window that
-    is over anyway). Without Redis (embedded mode) the Django cache does it.
+    Counted in Redis (or the embedded counter file), so every worker process
+    shares one count; see hub.limits.
     """
-    limit = settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE
-    if limit <= 0:
-        return
-    now = time.time()
-    window = int(now // RATE_WINDOW_SECONDS)
-    key = f"mw:rl:{scope}:{_client_ident(request)}:{window}"
-    client = redis_client()
-    if client is not None:
-        count = client.incr(key)
-        if count == 1:
-            client.expire(key, RATE_WINDOW_SECONDS + 5)
-    else:
-        cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, RATE_WINDOW_SECONDS + 5)
-            count = 1
-    if count > limit:
-        retry_after = max(1, int((window + 1) * RATE_WINDOW_SECONDS - now) + 1)
-        raise DownloadError(
-            429,
-            "rate_limited",
-            f"too many downloads: at most {limit} a minute; retry in {retry_after}s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    try:
+        rate_limit_hit(scope=scope, ident=client_ident(request), limit=settings.DOWNLOAD_RATE_LIMIT_PER_MINUTE,
+                       what="downloads")
+    except RateLimited as exc:
+        raise DownloadError(429, "rate_limited", str(exc), headers=exc.headers) from None
 
 
-# --- counting -------------------------------------------------------------------
+def starts_transfer(request: HttpRequest, response: HttpResponseBase) -> bool:
+    """Whether `response` hands the client file bytes, or a URL to fetch them from.
 
-def is_fresh_download(request: HttpRequest) -> bool:
-    """A request that starts a download (not a HEAD probe nor a resumed range)."""
-    if request.method != "GET":
-        return False
-    header = request.META.get("HTTP_RANGE", "")
-    if not header:
+    Any GET that is answered with bytes counts, whatever its Range (a suffix
+    or multi-range request reads as much as a plain one), and so does any
+    redirect to the store, HEAD included: huggingface_hub reads the presigned
+    URL from the 302 to a HEAD and fetches the bytes without asking again.
+    """
+    if response.status_code == 302:
         return True
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-.*", header)
-    return bool(match and match.group(1) and int(match.group(1)) == 0)
+    return request.method == "GET" and response.status_code in (200, 206)
 
 
 def download_count(*, version_id: int, file_id: int | None, user) -> None:
     """Record one download; `downloads_rollup` folds them into the counters."""
     user_id = user.pk if user is not None and user.is_authenticated else None
     download_event_record(version_id=version_id, file_id=file_id, user_id=user_id)
+
+
+def download_count_once(*, ident: str, version_id: int, file_id: int, user) -> bool:
+    """Record a download unless this client was counted for this file within DOWNLOAD_COUNT_WINDOW.
+
+    A resumed download, the HEAD and GET of one client fetch, or a retry is
+    one download, however many requests it takes.
+    """
+    if not mark_once(f"dl:{ident}:{file_id}", ttl=max(1, settings.DOWNLOAD_COUNT_WINDOW)):
+        return False
+    download_count(version_id=version_id, file_id=file_id, user=user)
+    return True
 
 
 # --- responses ----------------------------------------------------------------
@@ -392,8 +370,9 @@ def download_serve(
         raise DownloadError(403, "unsafe_file", "this file failed the pickle scan and is not served")
 
     response = file_download_response(request, model_file)
-    if response.status_code in (200, 206, 302) and is_fresh_download(request):
-        count = partial(download_count, version_id=version_id, file_id=model_file.id, user=user)
+    if starts_transfer(request, response):
+        count = partial(download_count_once, ident=client_ident(request), version_id=version_id,
+                        file_id=model_file.id, user=user)
         run_when_closed(response, count)
     return response
 

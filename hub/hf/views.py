@@ -30,12 +30,14 @@ from hub.accounts.services import KEY_PREFIX, InvalidApiKey, api_key_authenticat
 from hub.catalog.models import Model, ModelVersion
 from hub.files.downloads import (
     DownloadError,
-    download_count,
+    download_count_once,
     download_rate_limit,
     file_download_response,
-    is_fresh_download,
+    run_when_closed,
+    starts_transfer,
 )
 from hub.files.models import ModelFile
+from hub.limits import client_ident
 from hub.hf.selectors import (
     RepoRevision,
     git_blob_id,
@@ -310,18 +312,24 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, file
         "X-Linked-Etag": f'"{sha256}"',
         "X-Linked-Size": str(model_file.size_bytes),
     }
-    fresh = is_fresh_download(request)
     # The rate limit and the download count key on request.user; a bearer key
     # is not seen by Django's session middleware.
     request.user = caller.user
     try:
-        if fresh:
-            download_rate_limit(request)
         response = file_download_response(request, model_file, extra_headers=headers, absolute_redirect=True)
+        transfer = starts_transfer(request, response)
+        if transfer:
+            # Decided on the answer, not the request: a HEAD on S3 gets the
+            # presigned URL (the client never asks again), a HEAD on local disk
+            # gets headers only; a GET with any Range gets bytes. A refused
+            # response is dropped before its (lazy) stream has opened anything.
+            download_rate_limit(request)
     except DownloadError as exc:
         raise HfError(exc.status, exc.message, headers={**headers, **exc.headers}) from None
     # One repo download is one fetch of its primary file (the checkpoint, or
     # model_index.json of a diffusers folder), not one per config file.
-    if fresh and model_file.primary and response.status_code in (200, 206, 302):
-        download_count(version_id=rev.version.pk, file_id=model_file.pk, user=caller.user)
+    if transfer and model_file.primary:
+        count = functools.partial(download_count_once, ident=client_ident(request), version_id=rev.version.pk,
+                                  file_id=model_file.pk, user=caller.user)
+        run_when_closed(response, count)
     return response

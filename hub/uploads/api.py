@@ -36,6 +36,8 @@ from rest_framework.views import APIView
 
 from hub.accounts.auth import HasScope
 from hub.api.errors import error_body
+from hub.api.schemas import ErrorOut
+from hub.catalog.licences import LicenceConflict
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
 from hub.files.services import FileRejected
@@ -60,6 +62,9 @@ class UploadApiView(APIView):
             return Response(body, status=exc.status)
         if isinstance(exc, FileRejected):
             return Response(error_body(str(exc), code=exc.code, status_code=400), status=400)
+        if isinstance(exc, LicenceConflict):
+            body = error_body(str(exc), code=exc.code, status_code=exc.status, details=exc.details)
+            return Response(body, status=exc.status)
         return super().handle_exception(exc)
 
     def get_upload(self, request, upload_id) -> Upload:
@@ -146,6 +151,12 @@ class UploadVersionSerializer(serializers.Serializer):
     )
     versionDescription = serializers.CharField(required=False, allow_blank=True, default="")
     publish = serializers.BooleanField(required=False, default=False)
+    reuploadOf = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
+        help_text="publishing another creator's file: the id of their published version it re-uploads "
+        "(credited and linked; the licence must be theirs or stricter). Without it such a publish answers 409 "
+        "`reupload_of_published_file` naming the originals.",
+    )
 
 
 class UploadVersionResultSerializer(serializers.Serializer):
@@ -235,7 +246,7 @@ class UploadVersionView(UploadApiView):
         operation_id="upload_version_create",
         summary="Create the model version from a verified upload",
         request=UploadVersionSerializer,
-        responses={201: UploadVersionResultSerializer},
+        responses={201: UploadVersionResultSerializer, 409: ErrorOut},
         tags=["uploads"],
     )
     def post(self, request: Request, upload_id):
@@ -269,6 +280,7 @@ class UploadVersionView(UploadApiView):
             trained_words=v["trainedWords"],
             version_description=v["versionDescription"],
             publish=v["publish"],
+            reupload_of=v.get("reuploadOf"),
         )
         upload.refresh_from_db()
         return Response(
@@ -287,6 +299,7 @@ class UploadPartView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
     parser_classes: list = []
+    write_limit_exempt = True  # one upload is hundreds of parts; creating it was the counted write
 
     @extend_schema(
         operation_id="upload_part_put",

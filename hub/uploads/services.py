@@ -379,11 +379,14 @@ def upload_version_create(
     trained_words: Iterable[str] = (),
     version_description: str = "",
     publish: bool = False,
+    reupload_of: int | None = None,
 ) -> ModelVersion:
     """Turn a verified upload into a version: of `model` if given (the user's own), else of a new model.
 
     The model fields apply only to a new model. With `publish` the version
-    (and a draft model) goes public; otherwise both stay drafts.
+    (and a draft model) goes public; otherwise both stay drafts. Publishing
+    another creator's file needs `reupload_of` (hub.catalog.licences); a
+    refusal leaves nothing behind, the upload stays ready.
     """
     if upload.owner_id != user.pk:
         raise UploadError("not_found", "no such upload", status=404)
@@ -428,7 +431,7 @@ def upload_version_create(
         locked.model = model
         locked.save(update_fields=["status", "model_file", "model", "updated_at"])
         if publish:
-            model_version_publish(version=version)
+            model_version_publish(version=version, reupload_of=reupload_of)
     version.refresh_from_db()
     return version
 

@@ -25,6 +25,8 @@ from hub.accounts.services import (
     api_key_user_guess,
 )
 from hub.catalog.api_prepared import Row, instance_from_row
+from hub.catalog.licences import licence_of_bytes
+from hub.catalog.licences import Licence as CatalogLicence
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
 from hub.files.models import ModelFile
@@ -283,12 +285,26 @@ def _downloadable(user: User, row: Mapping[str, Any]) -> bool:
 
 
 def _licence_check(user: User, name: str, row: Mapping[str, Any]) -> None:
+    """The input's licence is the strictest over every published copy of its bytes, not just the row chosen.
+
+    Otherwise a re-upload with looser terms, or naming the file by SHA-256,
+    would open a merge that the original creator's licence forbids.
+    """
+    described = f"{row['version__model__name']} {row['version__name']} (model version {row['version_id']})"
     if not row["version__model__allow_derivatives"] and row["version__model__owner_id"] != user.pk:
-        described = f"{row['version__model__name']} {row['version__name']} (model version {row['version_id']})"
-        raise RegistryPermissionDenied(
-            f"input {name!r}: the licence of {described} does not allow derivatives, so it cannot be merged",
-            details={"input": name, "model_version": row["version_id"], "reason": "licence_forbids_derivatives"},
+        message = f"input {name!r}: the licence of {described} does not allow derivatives, so it cannot be merged"
+    elif row.get("copy_forbidding_owner") is not None:
+        message = (
+            f"input {name!r}: the file of {described} is also published by another creator under a licence that "
+            "does not allow derivatives, so it cannot be merged"
         )
+    else:
+        return
+    raise RegistryPermissionDenied(
+        message,
+        details={"input": name, "model_version": row["version_id"], "sha256": row["sha256"],
+                 "reason": "licence_forbids_derivatives"},
+    )
 
 
 def inputs_resolve(*, document: Mapping[str, Any], user: User) -> dict[str, ResolvedInput]:
@@ -676,6 +692,20 @@ def licence_of_inputs(models: Iterable[Model]) -> Licence:
     )
 
 
+def _tightened_by_copies(licence: Licence, sha256s: list[str]) -> Licence:
+    """`licence` made at least as strict as every published copy of the input bytes (see hub.catalog.licences)."""
+    copies = CatalogLicence.strictest(c.strictest() for c in licence_of_bytes(sha256s).values())
+    if copies is None:
+        return licence
+    return Licence(
+        allow_no_credit=licence.allow_no_credit and copies.allow_no_credit,
+        allow_commercial_use=[u for u in licence.allow_commercial_use if u in copies.allow_commercial_use],
+        allow_derivatives=licence.allow_derivatives and copies.allow_derivatives,
+        allow_different_license=licence.allow_different_license and copies.allow_different_license,
+        nsfw=licence.nsfw,
+    )
+
+
 def _output_type(document: Mapping[str, Any]) -> str:
     out_step = document["output"]["step"]
     for step in document["steps"]:
@@ -732,7 +762,9 @@ def merge_output_publish(
     document = recipe_version.document
     input_ids = [ref["model_version"] for ref in inputs.values() if ref.get("model_version")]
     input_versions = list(ModelVersion.objects.filter(pk__in=input_ids).select_related("model"))
-    licence = licence_of_inputs(v.model for v in input_versions)
+    licence = _tightened_by_copies(
+        licence_of_inputs(v.model for v in input_versions), [ref["sha256"] for ref in inputs.values() if ref.get("sha256")]
+    )
     model_type = _output_type(document)
 
     prior = (
@@ -783,7 +815,9 @@ def merge_output_publish(
     )
     file_name = f"{slugify(recipe.title) or 'merge'}-v{recipe_version.number}.safetensors"
     model_file_create(version=version, blob=blob, name=file_name)
-    model_version_publish(version=version)
+    # Not a re-upload even when the bytes equal an input's (a weight of 0):
+    # the output credits its inputs as lineage, under their strictest licence.
+    model_version_publish(version=version, reupload_check=False)
     MergeOutput.objects.create(
         model_version=version,
         recipe_version=recipe_version,

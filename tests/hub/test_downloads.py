@@ -176,8 +176,8 @@ def test_download_events_wait_in_redis_until_the_rollup(client, alice, local_sto
 
     model = make_published_model(alice, "Queued")
     gone = make_published_model(alice, "Deleted soon")
-    for m in (model, model, gone):
-        b"".join(client.get(_url(m)).streaming_content)
+    for n, m in enumerate((model, model, gone)):  # three clients: one download each
+        b"".join(client.get(_url(m), REMOTE_ADDR=f"10.0.0.{n}").streaming_content)
     assert not Download.objects.filter(version__model__in=[model, gone]).exists()
     deadline = time.monotonic() + 5  # the process's outbox sends in the background, in batches
     while redis_client().llen(PENDING_KEY) < 3 and time.monotonic() < deadline:
@@ -200,14 +200,25 @@ def test_downloads_are_counted_as_rows_and_rolled_up(client, alice, local_storag
     assert _recorded() == 0  # counted once served, not before
     b"".join(first.streaming_content)
     assert _recorded() == 1
-    for _ in range(2):
-        b"".join(client.get(_url(model)).streaming_content)
-    b"".join(client.get(_url(model), HTTP_RANGE="bytes=10-").streaming_content)  # a resume is not a new download
+    for address in ("10.0.0.1", "10.0.0.2"):
+        b"".join(client.get(_url(model), REMOTE_ADDR=address).streaming_content)
     assert _recorded(version=_version(model)) == 3
     assert downloads_rollup() == 3
     model.refresh_from_db()
     assert model.download_count == 3
     assert _version(model).download_count == 3
+
+
+@pytest.mark.parametrize("again", [None, "bytes=10-", "bytes=-100", "bytes=1-1,0-"])
+def test_a_client_counts_once_per_file_within_the_window(client, alice, local_storage, again):
+    """Resuming, or fetching again, is the same download; another client's is not."""
+    model = make_published_model(alice, "Once")
+    b"".join(client.get(_url(model)).streaming_content)
+    extra = {"HTTP_RANGE": again} if again else {}
+    b"".join(client.get(_url(model), **extra).streaming_content)
+    assert _recorded(version=_version(model)) == 1
+    b"".join(client.get(_url(model), REMOTE_ADDR="10.9.9.9", **extra).streaming_content)
+    assert _recorded(version=_version(model)) == 2
 
 
 # --- access -------------------------------------------------------------------------------

@@ -318,10 +318,10 @@ def test_a_repeated_cached_run_is_one_round_trip_and_checks_everything_again(ali
     with CaptureQueriesContext(connection) as queries:
         again = api.post(url, {"version": 1}, format="json")
     assert again.status_code == 200 and again.json() == first.json()
-    # The API key, the version, its inputs and the outputs, together.
+    # The API key, the version, its inputs, other creators' copies of their bytes and the outputs, together.
     assert len(queries) == 1, [q["sql"] for q in queries]
     assert queries[0]["sql"].startswith("EXECUTE mw_api_key_by_prefix(")
-    assert queries[0]["sql"].count("EXECUTE registry_") == 3
+    assert queries[0]["sql"].count("EXECUTE registry_") == 4
 
     # Nothing is taken on trust from the earlier run: a licence changed since is refused.
     base, _ = sd1_inputs
