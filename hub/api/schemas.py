@@ -73,6 +73,11 @@ class CreatorRefOut(serializers.Serializer):
     username = serializers.CharField()
 
 
+class HfRefOut(serializers.Serializer):
+    repoId = serializers.CharField(
+        help_text="`{username}/{slug}`: the repo id `huggingface_hub` takes with HF_ENDPOINT set to this hub")
+
+
 class VersionModelOut(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField()
@@ -80,6 +85,7 @@ class VersionModelOut(serializers.Serializer):
     mode = serializers.CharField(allow_null=True, help_text="Archived, or null")
     visibility = serializers.ChoiceField(["public", "unlisted", "private"])
     creator = CreatorRefOut()
+    hf = HfRefOut()
 
 
 class VersionDetailOut(VersionOut):
@@ -104,6 +110,7 @@ class ModelOut(serializers.Serializer):
     publishedAt = serializers.DateTimeField(allow_null=True)
     stats = StatsOut()
     creator = CreatorRefOut()
+    hf = HfRefOut()
     tags = serializers.ListField(child=serializers.CharField())
     modelVersions = VersionOut(many=True)
 
