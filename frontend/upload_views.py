@@ -18,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend.markdown import render_markdown
-from frontend.templatetags.mergeworks import type_label
+from frontend.templatetags.mergeworks import LICENCE_LABELS, type_label
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
 from hub.catalog.services import CatalogError, model_version_publish
@@ -28,12 +28,7 @@ from hub.uploads.errors import UploadError
 from hub.uploads.models import Upload
 
 NEW_MODEL = "new"
-COMMERCIAL_USE_LABELS = {
-    Model.CommercialUse.IMAGE: "Sell images they generate",
-    Model.CommercialUse.RENT_CIVIT: "Run it on Mergeworks",
-    Model.CommercialUse.RENT: "Run it on services that generate images for money",
-    Model.CommercialUse.SELL: "Sell this model or merges of it",
-}
+COMMERCIAL_USE_LABELS = {use: LICENCE_LABELS[use] for use in Model.CommercialUse.values}
 MAX_FORM_IMAGES = 10
 
 
@@ -84,13 +79,16 @@ class UploadDetailsForm(forms.Form):
             (Model.Visibility.PRIVATE, "Private: only you"),
         ],
     )
-    allow_no_credit = forms.BooleanField(label="Use the model without crediting me", required=False, initial=True)
-    allow_derivatives = forms.BooleanField(label="Share merges that use this model", required=False, initial=True)
+    allow_no_credit = forms.BooleanField(label=LICENCE_LABELS["allow_no_credit"], required=False, initial=True)
+    allow_derivatives = forms.BooleanField(
+        label=LICENCE_LABELS["allow_derivatives"], required=False, initial=True,
+        help_text="Merging, on Mergeworks or elsewhere, is governed by this permission.",
+    )
     allow_different_license = forms.BooleanField(
-        label="Use different permissions on merges", required=False, initial=True
+        label=LICENCE_LABELS["allow_different_license"], required=False, initial=True
     )
     allow_commercial_use = forms.MultipleChoiceField(
-        label="Commercial use allowed", required=False, widget=forms.CheckboxSelectMultiple,
+        label="People may also", required=False, widget=forms.CheckboxSelectMultiple,
         choices=[(v, COMMERCIAL_USE_LABELS[v]) for v in Model.CommercialUse.values],
     )
     images = MultipleImageField(
