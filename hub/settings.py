@@ -225,6 +225,12 @@ SPECTACULAR_SETTINGS = {
     # validatorUrl: Swagger UI would otherwise send the schema to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
+# Virus scanning with ClamAV's daemon (hub.files.virus_scan): a Unix socket, or
+# a host (and port). Unset: files are not virus-scanned and no status is shown.
+CLAMD_SOCKET = env_str("CLAMD_SOCKET")
+CLAMD_HOST = env_str("CLAMD_HOST")
+CLAMD_PORT = env_int("CLAMD_PORT", 3310)
+CLAMD_TIMEOUT = env_int("CLAMD_TIMEOUT", 600)
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 # Uploads (hub.uploads): part size (S3 raises it to 5 MiB at least), how long a

@@ -43,7 +43,8 @@ class FileOut(serializers.Serializer):
     metadata = FileMetadataOut()
     pickleScanResult = serializers.CharField(help_text="Pending, Success, Danger or Error")
     pickleScanMessage = serializers.CharField(allow_null=True)
-    virusScanResult = serializers.CharField(help_text="Pending, Success, Danger or Error")
+    virusScanResult = serializers.CharField(
+        allow_null=True, help_text="Pending, Success, Danger or Error; null when the hub has no virus scanner")
     hashes = HashesOut(help_text="Uppercase hex, as Civitai sends it")
     primary = serializers.BooleanField()
     downloadUrl = serializers.URLField()

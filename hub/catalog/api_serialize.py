@@ -38,7 +38,7 @@ def file_out(row: Row, download_base: str) -> dict[str, Any]:
         "metadata": {"fp": row["precision"] or None, "format": row["format"]},
         "pickleScanResult": row["pickle_scan_status"],
         "pickleScanMessage": row["pickle_scan_message"] or None,
-        "virusScanResult": row["virus_scan_status"],
+        "virusScanResult": row["virus_scan_status"] or None,
         "hashes": hashes_out(row),
         "primary": row["primary"],
         "downloadUrl": f"{download_base}{row['version_id']}?fileId={row['id']}",
