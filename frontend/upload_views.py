@@ -107,11 +107,17 @@ class UploadDetailsForm(forms.Form):
         self.fields["target"].choices = [(NEW_MODEL, "A new model")] + [
             (str(pk), f"A new version of “{name}”") for pk, name in own
         ]
+        # Trained or merged only means something for checkpoints; upload.js shows
+        # the field again when the type is switched to Checkpoint.
+        chosen = self.data.get("type") if self.is_bound else self.initial.get("type")
+        self.fields["checkpoint_type"].start_hidden = (chosen or Model.Type.CHECKPOINT) != Model.Type.CHECKPOINT
 
     def clean(self):
         data = super().clean()
         if data.get("target") == NEW_MODEL and not (data.get("name") or "").strip():
             self.add_error("name", "Give the new model a name.")
+        if data.get("type") != Model.Type.CHECKPOINT:
+            data["checkpoint_type"] = ""
         return data
 
 

@@ -31,6 +31,25 @@ def markdown_filter(text: str):
     return render_markdown(text)
 
 
+_KIND_LABELS = {"checkpoint": "Checkpoint", "vae": "VAE", "embedding": "Textual inversion embedding"}
+_LORA_LABELS = {"lora": "LoRA", "locon": "LoCon (LyCORIS)", "loha": "LoHa (LyCORIS)", "lokr": "LoKr (LyCORIS)"}
+_ARCH_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux", "sd3": "SD 3"}
+
+
+@register.filter
+def detected_label(inspected: dict | None) -> str:
+    """The engine's inspection in words: "LoRA for SD 1.x", not "lora (lora) for sd1"."""
+    inspected = inspected or {}
+    kind = str(inspected.get("kind") or "")
+    if kind == "lora":
+        lora_kind = str((inspected.get("lora") or {}).get("kind") or "lora")
+        label = _LORA_LABELS.get(lora_kind, f"LoRA ({lora_kind})")
+    else:
+        label = _KIND_LABELS.get(kind, kind)
+    arch = inspected.get("architecture")
+    return f"{label} for {_ARCH_LABELS.get(arch, arch)}" if arch else label
+
+
 @dataclass(frozen=True)
 class LicenceTerm:
     allowed: bool
