@@ -101,12 +101,27 @@ def preview_request_view(request, version_id: int):
 
 @require_GET
 def preview_compare(request):
-    """Two versions' grids for the same prompts and seeds, side by side (?a=<version id>&b=<version id>)."""
+    """Two versions' grids for the same prompts and seeds, side by side (?a=<version id>&b=<version id>).
+
+    `b` may also be a model name to search for: one match goes straight to the
+    comparison, several are listed to choose from.
+    """
     try:
-        first_id, second_id = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+        first_id = int(request.GET.get("a", ""))
     except ValueError as exc:
         raise Http404("Give two version ids as ?a= and ?b=") from exc
-    first, second = version_get_for(request.user, first_id), version_get_for(request.user, second_id)
+    wanted = request.GET.get("b", "").strip()
+    if not wanted.isdigit():
+        # A model name to search for: offer the versions with previews that match it.
+        first = version_get_for(request.user, first_id)
+        if first is None:
+            raise Http404("No such version")
+        candidates = selectors.compare_candidates(request.user, first, wanted) if wanted else []
+        if len(candidates) == 1:
+            return redirect(f"{reverse('frontend:preview-compare')}?a={first.pk}&b={candidates[0].pk}")
+        return render(request, "frontend/previews/compare_choose.html",
+                      {"first": first, "query": wanted, "candidates": candidates})
+    first, second = version_get_for(request.user, first_id), version_get_for(request.user, int(wanted))
     if first is None or second is None:
         raise Http404("No such version")
     pairs = []

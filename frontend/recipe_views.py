@@ -333,6 +333,15 @@ def recipe_import(request):
     model_file = ModelFile.objects.select_related("version", "version__model").filter(pk=file_id).first()
     if model_file is None or version_get_for(request.user, model_file.version_id) is None:
         raise Http404("No such file")
+    provenance = selectors.merge_provenance(request.user, model_file.version, model_file)
+    if provenance.recipe_version is not None:
+        # Our own output: its recipe exists already, so there is nothing to import.
+        rv = provenance.recipe_version
+        messages.info(request, "This file was merged on Mergeworks by this recipe version.")
+        return redirect(f"{reverse('frontend:recipe', kwargs={'recipe_id': rv.recipe_id})}?version={rv.number}")
+    if provenance.made_here:
+        return render(request, "frontend/recipe_import.html", {
+            "model_file": model_file, "problem": "This file was merged on Mergeworks by a recipe you cannot see."})
     if request.method == "POST":
         try:
             recipe, notes = services.recipe_import(model_file=model_file, owner=request.user)
@@ -455,9 +464,8 @@ def lineage(request, version_id: int):
         for n in graph["nodes"]
     }
     merges = [{**e, "source_name": names.get(e["source"]), "target_name": names.get(e["target"])} for e in graph["edges"]]
-    origin = selectors.output_of(version)
     primary = version.files.order_by("-primary", "id").first()
-    has_a1111_recipe = bool(primary and "sd_merge_recipe" in ((primary.header_summary or {}).get("metadata") or {}))
+    provenance = selectors.merge_provenance(request.user, version, primary)
     return render(
         request,
         "frontend/recipe_lineage.html",
@@ -466,7 +474,7 @@ def lineage(request, version_id: int):
             "graph": graph,
             "layout": layout,
             "merges": merges,
-            "origin": origin if origin and selectors.recipe_get_for(request.user, origin.recipe_version.recipe_id) else None,
-            "import_file": primary if has_a1111_recipe and request.user.is_authenticated else None,
+            "provenance": provenance,
+            "import_file": primary if provenance.importable and request.user.is_authenticated else None,
         },
     )

@@ -18,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend.markdown import render_markdown
-from frontend.templatetags.mergeworks import type_label
+from frontend.templatetags.mergeworks import LICENCE_LABELS, type_label
 from hub.catalog.licences import LicenceConflict
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
@@ -32,12 +32,7 @@ from hub.uploads.errors import UploadError
 from hub.uploads.models import Upload
 
 NEW_MODEL = "new"
-COMMERCIAL_USE_LABELS = {
-    Model.CommercialUse.IMAGE: "Sell images they generate",
-    Model.CommercialUse.RENT_CIVIT: "Run it on Mergeworks",
-    Model.CommercialUse.RENT: "Run it on services that generate images for money",
-    Model.CommercialUse.SELL: "Sell this model or merges of it",
-}
+COMMERCIAL_USE_LABELS = {use: LICENCE_LABELS[use] for use in Model.CommercialUse.values}
 MAX_FORM_IMAGES = 10
 
 
@@ -94,13 +89,16 @@ class UploadDetailsForm(forms.Form):
             (Model.Visibility.PRIVATE, "Private: only you"),
         ],
     )
-    allow_no_credit = forms.BooleanField(label="Use the model without crediting me", required=False, initial=True)
-    allow_derivatives = forms.BooleanField(label="Share merges that use this model", required=False, initial=True)
+    allow_no_credit = forms.BooleanField(label=LICENCE_LABELS["allow_no_credit"], required=False, initial=True)
+    allow_derivatives = forms.BooleanField(
+        label=LICENCE_LABELS["allow_derivatives"], required=False, initial=True,
+        help_text="Merging, on Mergeworks or elsewhere, is governed by this permission.",
+    )
     allow_different_license = forms.BooleanField(
-        label="Use different permissions on merges", required=False, initial=True
+        label=LICENCE_LABELS["allow_different_license"], required=False, initial=True
     )
     allow_commercial_use = forms.MultipleChoiceField(
-        label="Commercial use allowed", required=False, widget=forms.CheckboxSelectMultiple,
+        label="People may also", required=False, widget=forms.CheckboxSelectMultiple,
         choices=[(v, COMMERCIAL_USE_LABELS[v]) for v in Model.CommercialUse.values],
     )
     images = MultipleImageField(
@@ -122,11 +120,17 @@ class UploadDetailsForm(forms.Form):
         self.fields["target"].choices = [(NEW_MODEL, "A new model")] + [
             (str(pk), f"A new version of “{name}”") for pk, name in own
         ]
+        # Trained or merged only means something for checkpoints; upload.js shows
+        # the field again when the type is switched to Checkpoint.
+        chosen = self.data.get("type") if self.is_bound else self.initial.get("type")
+        self.fields["checkpoint_type"].start_hidden = (chosen or Model.Type.CHECKPOINT) != Model.Type.CHECKPOINT
 
     def clean(self):
         data = super().clean()
         if data.get("target") == NEW_MODEL and not (data.get("name") or "").strip():
             self.add_error("name", "Give the new model a name.")
+        if data.get("type") != Model.Type.CHECKPOINT:
+            data["checkpoint_type"] = ""
         return data
 
 

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and Redoc as static files: the docs render with no internet access.
+    "drf_spectacular_sidecar",
     "hub.accounts",
     "hub.catalog",
     "hub.files",
@@ -220,7 +222,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Catalogue of Stable Diffusion checkpoints and LoRAs, and a registry of merge recipes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
+# Virus scanning with ClamAV's daemon (hub.files.virus_scan): a Unix socket, or
+# a host (and port). Unset: files are not virus-scanned and no status is shown.
+CLAMD_SOCKET = env_str("CLAMD_SOCKET")
+CLAMD_HOST = env_str("CLAMD_HOST")
+CLAMD_PORT = env_int("CLAMD_PORT", 3310)
+CLAMD_TIMEOUT = env_int("CLAMD_TIMEOUT", 600)
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
 # Limits and counters shared by every process (hub.limits): Redis with
 # REDIS_URL, else an SQLite file under DATA_DIR.

@@ -31,24 +31,58 @@ def markdown_filter(text: str):
     return render_markdown(text)
 
 
+_KIND_LABELS = {"checkpoint": "Checkpoint", "vae": "VAE", "embedding": "Textual inversion embedding"}
+_LORA_LABELS = {"lora": "LoRA", "locon": "LoCon (LyCORIS)", "loha": "LoHa (LyCORIS)", "lokr": "LoKr (LyCORIS)"}
+_ARCH_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux", "sd3": "SD 3"}
+
+
+@register.filter
+def detected_label(inspected: dict | None) -> str:
+    """The engine's inspection in words: "LoRA for SD 1.x", not "lora (lora) for sd1"."""
+    inspected = inspected or {}
+    kind = str(inspected.get("kind") or "")
+    if kind == "lora":
+        lora_kind = str((inspected.get("lora") or {}).get("kind") or "lora")
+        label = _LORA_LABELS.get(lora_kind, f"LoRA ({lora_kind})")
+    else:
+        label = _KIND_LABELS.get(kind, kind)
+    arch = inspected.get("architecture")
+    return f"{label} for {_ARCH_LABELS.get(arch, arch)}" if arch else label
+
+
 @dataclass(frozen=True)
 class LicenceTerm:
     allowed: bool
     label: str
 
 
+# What each permission governs, in Civitai's order and, where the meaning is the
+# same, its words. Civitai's "Run on Civitai" (RentCivit) lets the site's own
+# image generator use the model; here that is generating images on Mergeworks,
+# which has nothing to do with merging: merges are "Share merges using this model".
+LICENCE_LABELS = {
+    "allow_no_credit": "Use the model without crediting the creator",
+    Model.CommercialUse.IMAGE: "Sell images they generate",
+    Model.CommercialUse.RENT_CIVIT: "Generate images with it on Mergeworks",
+    Model.CommercialUse.RENT: "Run on services that generate images for money",
+    "allow_derivatives": "Share merges using this model",
+    Model.CommercialUse.SELL: "Sell this model or merges using this model",
+    "allow_different_license": "Have different permissions when sharing merges",
+}
+
+
 @register.filter
 def licence_terms(model: Model) -> list[LicenceTerm]:
-    """The permissions Civitai shows for a model, in its order and words."""
+    """The permissions Civitai shows for a model, in its order, labelled by what each governs."""
     uses = set(model.allow_commercial_use or [])
     return [
-        LicenceTerm(model.allow_no_credit, "Use the model without crediting the creator"),
-        LicenceTerm(Model.CommercialUse.IMAGE in uses, "Sell images they generate"),
-        LicenceTerm(Model.CommercialUse.RENT_CIVIT in uses, "Run on Mergeworks"),
-        LicenceTerm(Model.CommercialUse.RENT in uses, "Run on services that generate images for money"),
-        LicenceTerm(model.allow_derivatives, "Share merges using this model"),
-        LicenceTerm(Model.CommercialUse.SELL in uses, "Sell this model or merges using this model"),
-        LicenceTerm(model.allow_different_license, "Have different permissions when sharing merges"),
+        LicenceTerm(model.allow_no_credit, LICENCE_LABELS["allow_no_credit"]),
+        LicenceTerm(Model.CommercialUse.IMAGE in uses, LICENCE_LABELS[Model.CommercialUse.IMAGE]),
+        LicenceTerm(Model.CommercialUse.RENT_CIVIT in uses, LICENCE_LABELS[Model.CommercialUse.RENT_CIVIT]),
+        LicenceTerm(Model.CommercialUse.RENT in uses, LICENCE_LABELS[Model.CommercialUse.RENT]),
+        LicenceTerm(model.allow_derivatives, LICENCE_LABELS["allow_derivatives"]),
+        LicenceTerm(Model.CommercialUse.SELL in uses, LICENCE_LABELS[Model.CommercialUse.SELL]),
+        LicenceTerm(model.allow_different_license, LICENCE_LABELS["allow_different_license"]),
     ]
 
 

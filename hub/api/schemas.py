@@ -43,7 +43,8 @@ class FileOut(serializers.Serializer):
     metadata = FileMetadataOut()
     pickleScanResult = serializers.CharField(help_text="Pending, Success, Danger or Error")
     pickleScanMessage = serializers.CharField(allow_null=True)
-    virusScanResult = serializers.CharField(help_text="Pending, Success, Danger or Error")
+    virusScanResult = serializers.CharField(
+        allow_null=True, help_text="Pending, Success, Danger or Error; null when the hub has no virus scanner")
     hashes = HashesOut(help_text="Uppercase hex, as Civitai sends it")
     primary = serializers.BooleanField()
     downloadUrl = serializers.URLField()
@@ -73,6 +74,11 @@ class CreatorRefOut(serializers.Serializer):
     username = serializers.CharField()
 
 
+class HfRefOut(serializers.Serializer):
+    repoId = serializers.CharField(
+        help_text="`{username}/{slug}`: the repo id `huggingface_hub` takes with HF_ENDPOINT set to this hub")
+
+
 class VersionModelOut(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField()
@@ -80,6 +86,7 @@ class VersionModelOut(serializers.Serializer):
     mode = serializers.CharField(allow_null=True, help_text="Archived, or null")
     visibility = serializers.ChoiceField(["public", "unlisted", "private"])
     creator = CreatorRefOut()
+    hf = HfRefOut()
 
 
 class VersionDetailOut(VersionOut):
@@ -114,6 +121,7 @@ class ModelOut(serializers.Serializer):
     publishedAt = serializers.DateTimeField(allow_null=True)
     stats = StatsOut()
     creator = CreatorRefOut()
+    hf = HfRefOut()
     tags = serializers.ListField(child=serializers.CharField())
     modelVersions = VersionOut(many=True)
 

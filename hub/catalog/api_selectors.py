@@ -30,7 +30,7 @@ Row = dict[str, Any]
 MODEL_FIELDS = (
     "id", "name", "description", "type", "checkpoint_type", "nsfw", "nsfw_level", "allow_no_credit", "allow_commercial_use",
     "allow_derivatives", "allow_different_license", "visibility", "status", "download_count", "created_at",
-    "updated_at", "published_at", "owner_id", "owner__username",
+    "updated_at", "published_at", "owner_id", "owner__username", "slug",
 )
 VERSION_FIELDS = (
     "id", "model_id", "name", "description", "base_model", "trained_words", "status", "published_at",
@@ -238,7 +238,7 @@ def version_row_with_model(version: ModelVersion) -> Row:
     row.update({
         "model__name": model.name, "model__type": model.type, "model__nsfw": model.nsfw,
         "model__status": model.status, "model__visibility": model.visibility,
-        "model__owner__username": model.owner.username,
+        "model__owner__username": model.owner.username, "model__slug": model.slug,
     })
     return row
 
@@ -273,7 +273,7 @@ class HashLookup:
 
 
 _MODEL_CONTEXT = ("model__name", "model__type", "model__nsfw", "model__status", "model__visibility",
-                  "model__owner__username")
+                  "model__owner__username", "model__slug")
 _FILE_CONTEXT = tuple(f"version__{name}" for name in VERSION_FIELDS if name != "id") + tuple(
     f"version__{name}" for name in _MODEL_CONTEXT
 )

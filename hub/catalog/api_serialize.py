@@ -38,11 +38,16 @@ def file_out(row: Row, download_base: str) -> dict[str, Any]:
         "metadata": {"fp": row["precision"] or None, "format": row["format"]},
         "pickleScanResult": row["pickle_scan_status"],
         "pickleScanMessage": row["pickle_scan_message"] or None,
-        "virusScanResult": row["virus_scan_status"],
+        "virusScanResult": row["virus_scan_status"] or None,
         "hashes": hashes_out(row),
         "primary": row["primary"],
         "downloadUrl": f"{download_base}{row['version_id']}?fileId={row['id']}",
     }
+
+
+def hf_out(username: str, slug: str) -> dict[str, str]:
+    """The model as a repo of the Hugging Face-compatible routes, for `huggingface_hub` (see hub.hf)."""
+    return {"repoId": f"{username}/{slug}"}
 
 
 def _mode(model_status: str) -> str | None:
@@ -73,6 +78,7 @@ def version_out(row: Row, files: list[Row], download_base: str, *, with_model: b
             "mode": _mode(row["model__status"]),
             "visibility": row["model__visibility"],
             "creator": {"username": row["model__owner__username"]},
+            "hf": hf_out(row["model__owner__username"], row["model__slug"]),
         }
     return body
 
@@ -99,6 +105,7 @@ def model_out(row: Row, page: ModelPage, download_base: str) -> dict[str, Any]:
         "publishedAt": iso(row["published_at"]),
         "stats": {"downloadCount": row["download_count"]},
         "creator": {"username": row["owner__username"]},
+        "hf": hf_out(row["owner__username"], row["slug"]),
         "tags": page.tags_by_model.get(row["id"], []),
         "modelVersions": [
             version_out(v, files.get(v["id"], []), download_base) for v in page.versions_by_model.get(row["id"], [])

@@ -86,15 +86,17 @@ class Model(models.Model):
 
 class ModelVersion(models.Model):
     class BaseModel(models.TextChoices):
-        SD_1_5 = "SD 1.5"
-        SD_2_1 = "SD 2.1"
-        SDXL_1_0 = "SDXL 1.0"
-        PONY = "Pony"
-        ILLUSTRIOUS = "Illustrious"
-        FLUX_1_D = "Flux.1 D"
-        FLUX_1_S = "Flux.1 S"
-        SD_3_5 = "SD 3.5"
-        OTHER = "Other"
+        # Labels spelled out: Django would derive "Sd 1 5" from the member names.
+        # Pages show the names the API uses.
+        SD_1_5 = "SD 1.5", "SD 1.5"
+        SD_2_1 = "SD 2.1", "SD 2.1"
+        SDXL_1_0 = "SDXL 1.0", "SDXL 1.0"
+        PONY = "Pony", "Pony"
+        ILLUSTRIOUS = "Illustrious", "Illustrious"
+        FLUX_1_D = "Flux.1 D", "Flux.1 D"
+        FLUX_1_S = "Flux.1 S", "Flux.1 S"
+        SD_3_5 = "SD 3.5", "SD 3.5"
+        OTHER = "Other", "Other"
 
     class Status(models.TextChoices):
         DRAFT = "draft"

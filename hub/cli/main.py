@@ -27,6 +27,7 @@ from hub.cli.api import (
 from hub.cli.download import Target, download, parse_target
 
 MODEL_TYPES = ["Checkpoint", "LORA", "LoCon", "LoHa", "TextualInversion", "VAE", "Controlnet", "Other"]
+BASE_MODELS = ["SD 1.5", "SD 2.1", "SDXL 1.0", "Pony", "Illustrious", "Flux.1 D", "Flux.1 S", "SD 3.5", "Other"]
 JOB_DONE = {"succeeded", "failed", "cancelled"}
 
 
@@ -34,6 +35,21 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 too; keep one message format
         self.print_usage(sys.stderr)
         raise CliError(message, EXIT_USAGE)
+
+
+def _any_case(choices: list[str]):
+    """An argparse `type` that accepts a choice in any case (`lora`, `sdxl 1.0`) and returns its canonical spelling."""
+    by_key = {c.casefold(): c for c in choices}
+
+    def convert(value: str) -> str:
+        try:
+            return by_key[value.strip().casefold()]
+        except KeyError:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {value!r} (choose from {', '.join(choices)})") from None
+
+    convert.__name__ = "choice"
+    return convert
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -144,6 +160,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _version_lines(version: dict) -> list[str]:
     lines = [f"  version {version['id']}: {version['name']} [{version.get('baseModel')}] {version.get('status', '')}"]
+    if words := version.get("trainedWords"):
+        lines.append(f"    trigger words: {', '.join(words)}")
     for f in version.get("files") or []:
         hashes = f.get("hashes") or {}
         mark = "*" if f.get("primary") else " "
@@ -201,6 +219,33 @@ def cmd_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version_fields(args: argparse.Namespace, suggestions: dict) -> dict[str, Any]:
+    """The version to create: what the user said, else what the hub's inspection of the file suggests."""
+    fields: dict[str, Any] = {"versionName": args.version_name, "publish": args.publish}
+    if args.model_id is not None:
+        fields["modelId"] = args.model_id
+    model_type = args.type or suggestions.get("type")
+    base_model = args.base_model or suggestions.get("base_model")
+    trained_words = args.trained_word if args.trained_word is not None else suggestions.get("trained_words")
+    for key, value in (("name", args.name), ("type", model_type), ("baseModel", base_model),
+                       ("visibility", args.visibility), ("description", args.description)):
+        if value:
+            fields[key] = value
+    if model_type == suggestions.get("type") and suggestions.get("checkpoint_type"):
+        fields["checkpointType"] = suggestions["checkpoint_type"]
+    if trained_words:
+        fields["trainedWords"] = [w for w in trained_words if w.strip()]
+    if args.tag:
+        fields["tags"] = args.tag
+    guessed = [f"{label} {value}" for label, value, given in (
+        ("type", model_type, args.type), ("base model", base_model, args.base_model),
+        ("trigger words", ", ".join(trained_words or []), args.trained_word is not None),
+    ) if value and not given]
+    if guessed and not args.quiet:
+        _note("from the hub's inspection of the file: " + "; ".join(guessed))
+    return fields
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     from hub.uploads.client import UploadClient, UploadFailed
 
@@ -227,15 +272,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
             error = state.get("error") or {}
             raise CliError(f"the hub did not accept {path.name}: {state['status']}"
                            f" ({error.get('code')}: {error.get('message')})")
-        fields: dict[str, Any] = {"versionName": args.version_name, "publish": args.publish}
-        if args.model_id is not None:
-            fields["modelId"] = args.model_id
-        for key, value in (("name", args.name), ("type", args.type), ("baseModel", args.base_model),
-                           ("visibility", args.visibility), ("description", args.description)):
-            if value:
-                fields[key] = value
-        if args.tag:
-            fields["tags"] = args.tag
+        fields = _version_fields(args, state.get("suggestions") or {})
         created = client.create_version(state["id"], **fields)
     except UploadFailed as exc:
         code = exit_code_for_status(exc.status) if exc.status else EXIT_FAILURE
@@ -318,15 +355,29 @@ def cmd_recipe_status(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------
 
+def _global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> argparse.ArgumentParser:
+    """The flags every command takes, before the subcommand or after it.
+
+    The top-level parser holds the defaults; each subcommand's copy defaults to
+    SUPPRESS, so a flag given before the subcommand is not reset by its absence after it.
+    """
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--endpoint", default=default(None),
+                        help=f"hub URL (default: the logged-in hub, $MERGEWORKS_ENDPOINT, or {config.DEFAULT_ENDPOINT})")
+    parser.add_argument("--token", default=default(None),
+                        help="API key for this call (default: $MERGEWORKS_TOKEN or the stored key)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="print results as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default(False), help="no progress bars")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--endpoint", help="hub URL (default: the logged-in hub, $MERGEWORKS_ENDPOINT, "
-                                           f"or {config.DEFAULT_ENDPOINT})")
-    common.add_argument("--token", help="API key for this call (default: $MERGEWORKS_TOKEN or the stored key)")
-    common.add_argument("--json", action="store_true", help="print results as JSON")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common = _global_flags(_Parser(add_help=False), defaults=False)
 
     parser = _Parser(prog="mergeworks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_flags(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = commands.add_parser("login", parents=[common], help="store an API key for a hub")
@@ -338,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("search", parents=[common], help="search models")
     p.add_argument("query", nargs="?")
-    p.add_argument("--type", action="append", choices=MODEL_TYPES)
-    p.add_argument("--base-model", action="append")
+    p.add_argument("--type", action="append", type=_any_case(MODEL_TYPES), metavar="{" + ",".join(MODEL_TYPES) + "}")
+    p.add_argument("--base-model", action="append", type=_any_case(BASE_MODELS), metavar="BASE_MODEL",
+                   help=", ".join(BASE_MODELS))
     p.add_argument("--tag")
     p.add_argument("--user", help="creator's username")
     p.add_argument("--sort", default="Newest", choices=["Newest", "Most Downloaded", "Highest Rated"])
@@ -365,8 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-id", type=int, help="add a version to this model of yours")
     p.add_argument("--name", help="model name for a new model (default: suggested from the file)")
     p.add_argument("--version-name", default="v1.0")
-    p.add_argument("--type", choices=MODEL_TYPES)
-    p.add_argument("--base-model")
+    p.add_argument("--type", type=_any_case(MODEL_TYPES), metavar="{" + ",".join(MODEL_TYPES) + "}",
+                   help="any case (default: what the hub detects in the file)")
+    p.add_argument("--base-model", type=_any_case(BASE_MODELS), metavar="BASE_MODEL",
+                   help=", ".join(BASE_MODELS) + " (default: what the hub detects in the file)")
+    p.add_argument("--trained-word", action="append", metavar="WORD",
+                   help="a trigger word; repeat for several (default: the words the file's training tags suggest)")
     p.add_argument("--visibility", choices=["public", "unlisted", "private"])
     p.add_argument("--description")
     p.add_argument("--tag", action="append")
@@ -375,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the hub's verification")
     p.set_defaults(func=cmd_upload)
 
-    recipe = commands.add_parser("recipe", help="fork and run merge recipes")
+    recipe = commands.add_parser("recipe", parents=[common], help="fork and run merge recipes")
     recipe_commands = recipe.add_subparsers(dest="recipe_command", required=True, metavar="COMMAND",
                                             parser_class=_Parser)
     p = recipe_commands.add_parser("fork", parents=[common], help="fork a recipe version into a recipe of yours")

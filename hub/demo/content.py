@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from django.conf import settings
+from django.db import transaction
 
 from hub.accounts.models import User
 from hub.catalog.models import Model
@@ -32,9 +34,14 @@ It has every key name of a real Stable Diffusion 1.5 single-file checkpoint
 but tiny widths, so it downloads in a blink. Use it to try the API:
 
 ```
-curl -L -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/api/download/models/1 -o tiny.safetensors
+curl -fL -H "Authorization: Bearer $KEY" {site_url}/api/download/models/{version_id} -o tiny.safetensors
 ```
 """
+
+
+def checkpoint_description(version_id: int) -> str:
+    # The example must work where this hub runs, not only on the default port.
+    return CHECKPOINT_DESCRIPTION.format(site_url=settings.SITE_URL.rstrip("/"), version_id=version_id)
 
 LORA_DESCRIPTION = """A kohya-format LoRA for the tiny checkpoint, with the `ss_*` training
 metadata real trainers write. Trigger word: `mwstyle`."""
@@ -154,10 +161,14 @@ def demo_seed() -> DemoSummary:
             if Model.objects.filter(owner=user, name=name).exists():
                 continue
             path = build(tmpdir / filename)
-            result = catalog_import_file(
-                path=path, owner=user, model_name=name, type=type_, tags=tags, description=description,
-                trained_words=words,
-            )
+            with transaction.atomic():  # the example's version id is known once the version exists
+                result = catalog_import_file(
+                    path=path, owner=user, model_name=name, type=type_, tags=tags, description=description,
+                    trained_words=words,
+                )
+                if description is CHECKPOINT_DESCRIPTION:
+                    Model.objects.filter(pk=result.model.pk).update(
+                        description=checkpoint_description(result.version.pk))
             created.append(result.model)
     return DemoSummary(user=user, created=created, recipe=_demo_recipe(user), render_jobs=_demo_previews(user))
 

@@ -64,7 +64,7 @@ class DownloadError(Exception):
 
 _CANDIDATE_FILE_FIELDS = (
     "id", "version_id", "name", "storage_key", "size_bytes", "format", "precision", "primary", "sha256",
-    "pickle_scan_status", "created_at",
+    "pickle_scan_status", "virus_scan_status", "created_at",
 )
 
 
@@ -368,6 +368,8 @@ def download_serve(
     model_file = download_file_select(candidates.files, file_id=file_id, format=format, fp=fp)
     if model_file.pickle_scan_status == ModelFile.ScanStatus.DANGER and not is_owner:
         raise DownloadError(403, "unsafe_file", "this file failed the pickle scan and is not served")
+    if model_file.virus_scan_status == ModelFile.ScanStatus.DANGER and not is_owner:
+        raise DownloadError(403, "unsafe_file", "the virus scanner flagged this file and it is not served")
 
     response = file_download_response(request, model_file)
     if starts_transfer(request, response):

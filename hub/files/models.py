@@ -43,7 +43,10 @@ class ModelFile(models.Model):
     blake3 = models.CharField(max_length=64, db_index=True)
     pickle_scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, default=ScanStatus.PENDING)
     pickle_scan_message = models.TextField(blank=True)
-    virus_scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, default=ScanStatus.PENDING)
+    # Blank: not scanned, because no virus scanner (clamd) is configured; then
+    # nothing shows a status. With one, Pending until the scan task settles it.
+    virus_scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, blank=True, default="")
+    virus_scan_message = models.CharField(max_length=255, blank=True, default="")
     # Summary of the safetensors header: tensor count, dtypes, detected
     # architecture and the (attacker-controlled, escaped on output) metadata.
     header_summary = models.JSONField(default=dict, blank=True)

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from hub.catalog.models import ModelVersion
 from hub.files.models import ModelFile
 from hub.files.storage import blob_key, blob_storage
+from hub.files.virus_scan import virus_scan_enqueue, virus_scan_initial_status
 from merges.engine.hashing import FileHasher
 from merges.engine.safetensors_io import SafetensorsError, read_header
 
@@ -182,7 +183,8 @@ def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, prima
             raise FileRejected("duplicate_name", f"this version already has a file named {name!r}")
         if primary:
             version.files.filter(primary=True).update(primary=False)
-        return ModelFile.objects.create(
+        virus_scan_status = virus_scan_initial_status()
+        model_file = ModelFile.objects.create(
             version=version,
             name=name,
             storage_key=blob.storage_key,
@@ -204,7 +206,11 @@ def model_file_create(*, version: ModelVersion, blob: BlobInfo, name: str, prima
                 else ModelFile.ScanStatus.PENDING
             ),
             header_summary=blob.header_summary,
+            virus_scan_status=virus_scan_status,
         )
+        if virus_scan_status == ModelFile.ScanStatus.PENDING:
+            virus_scan_enqueue(model_file_id=model_file.pk)
+        return model_file
 
 
 def blob_lock(key: str) -> None:

@@ -155,9 +155,10 @@ def revision_resolve(user, model: Model, revision: str) -> RepoRevision | None:
     all_files = list(version.files.all())
     commit = file_set_digest([(f.name, f.sha256) for f in all_files])
     owner = is_owner(user, model)
-    # Files that failed the pickle scan are not served to others (as on the
+    # Files that failed the pickle or virus scan are not served to others (as on the
     # download endpoint), so they are not listed to them either.
-    shown = tuple(f for f in all_files if owner or f.pickle_scan_status != ModelFile.ScanStatus.DANGER)
+    shown = tuple(f for f in all_files if owner or ModelFile.ScanStatus.DANGER not in (
+        f.pickle_scan_status, f.virus_scan_status))
     version.model = model
     return RepoRevision(model=model, version=version, commit=commit, files=shown)
 

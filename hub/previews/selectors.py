@@ -99,3 +99,26 @@ def grid_pairs(first: ModelVersion, second: ModelVersion) -> list[tuple[PreviewG
             seen.add(key)
             pairs.append((grid, theirs[key]))
     return pairs
+
+
+def compare_candidates(user, first: ModelVersion, query: str, *, limit: int = 20) -> list[ModelVersion]:
+    """Listed versions with preview grids whose model name contains `query`, to compare `first` with.
+
+    Versions of the same base model come first (their grids can share prompts
+    and seeds), then the most downloaded. Unlisted and private models are only
+    offered to their owner, as in every list.
+    """
+    from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
+
+    from hub.catalog.selectors import models_visible_to
+
+    return list(
+        ModelVersion.objects.filter(
+            version_visible_q(user), model__in=models_visible_to(user), model__name__icontains=query.strip()[:200])
+        .filter(Exists(PreviewGrid.objects.filter(model_version=OuterRef("pk"))))
+        .exclude(pk=first.pk)
+        .annotate(other_base=Case(When(base_model=first.base_model, then=Value(0)), default=Value(1),
+                                  output_field=IntegerField()))
+        .select_related("model", "model__owner")
+        .order_by("other_base", "-model__download_count", "-id")[:limit]
+    )

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from merges.engine.booru_tags import is_generic, specificity
 from merges.engine.detect import Detection, detect
 from merges.engine.hashing import hash_file
 from merges.engine.safetensors_io import (
@@ -92,11 +93,16 @@ def _finite_number(value: Any) -> float | None:
 
 
 def suggest_trigger_words(tag_frequency_json: str, limit: int = 10) -> list[str]:
-    """Tags of kohya's ``ss_tag_frequency`` ranked by total count over datasets.
+    """Tags of kohya's ``ss_tag_frequency`` that are specific to this dataset, most telling first.
 
-    The JSON is ``{dataset: {tag: count}}``. Malformed parts are skipped;
-    garbage in gives ``[]``, never an exception. Ties are broken by the tag
-    so the order does not depend on the file's key order.
+    The JSON is ``{dataset: {tag: count}}``. A tag's weight is tf-idf style:
+    its count over all datasets (relative to the most frequent tag) times how
+    rare it is on Danbooru (``booru_tags.specificity``). Tags on a large share
+    of all anime images (``1girl``, ``solo``, ``smile``…, see
+    ``booru_tags.is_generic``) describe the pictures, not what was learnt, and
+    are left out. Malformed parts are skipped; garbage in gives ``[]``, never
+    an exception. Ties are broken by the tag so the order does not depend on
+    the file's key order.
     """
     limit = max(0, min(int(limit), MAX_TRIGGER_WORDS))
     data = _load_json(tag_frequency_json, MAX_JSON_CHARS)
@@ -118,7 +124,11 @@ def suggest_trigger_words(tag_frequency_json: str, limit: int = 10) -> list[str]
             name = " ".join(tag.split())
             if name and len(name) <= MAX_TAG_CHARS and name.isprintable():
                 totals[name] += number
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    if not totals:
+        return []
+    top = max(totals.values())
+    weights = {tag: count / top * specificity(tag) for tag, count in totals.items() if not is_generic(tag)}
+    ranked = sorted(weights.items(), key=lambda item: (-item[1], item[0]))
     return [tag for tag, _ in ranked[:limit]]
 
 

@@ -7,6 +7,7 @@ not exist). Jobs and outputs follow their recipe.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
@@ -244,3 +245,50 @@ def lineage_graph(user, root: ModelVersion, *, max_depth: int = 8, max_nodes: in
     walk("up")
     walk("down")
     return {"root": str(root.pk), "nodes": list(nodes.values()), "edges": edges, "truncated": truncated}
+
+
+# --- where a file's merge metadata came from ----------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeProvenance:
+    """What a version's primary file says about how it was merged, for its pages.
+
+    `made_here`: the file was written by our merge engine (its `mergeworks_*`
+    metadata), whether or not this version is the output row itself (a
+    downloaded output may be uploaded again). `recipe_version`: the recipe
+    version that made it, when the viewer may see it. `importable`: the file
+    carries `sd_merge_recipe` from another tool (A1111, supermerger), the only
+    case where drafting a recipe from it makes sense.
+    """
+
+    made_here: bool
+    recipe_version: RecipeVersion | None
+    importable: bool
+
+
+def merge_provenance(user, version: ModelVersion, primary_file=None) -> MergeProvenance:
+    if primary_file is None:
+        primary_file = version.files.order_by("-primary", "id").first()
+    metadata = ((primary_file.header_summary or {}).get("metadata") or {}) if primary_file is not None else {}
+    origin = output_of(version)
+    made_here = origin is not None or any(str(k).startswith("mergeworks_") for k in metadata)
+    recipe_version = origin.recipe_version if origin is not None else None
+    if recipe_version is None and made_here:
+        merge_key, recipe_hash = metadata.get("mergeworks_merge_key"), metadata.get("mergeworks_recipe_hash")
+        by_key = MergeOutput.objects.filter(merge_key=merge_key).order_by("id") if isinstance(merge_key, str) else None
+        found = by_key.select_related("recipe_version").first() if by_key is not None else None
+        if found is not None:
+            recipe_version = found.recipe_version
+        elif isinstance(recipe_hash, str):
+            recipe_version = RecipeVersion.objects.filter(
+                recipe_hash=recipe_hash, recipe__in=recipes_visible_to(user)).order_by("id").first()
+    if recipe_version is not None and recipe_get_for(user, recipe_version.recipe_id) is None:
+        recipe_version = None
+    if recipe_version is not None:
+        recipe_version = RecipeVersion.objects.select_related("recipe", "recipe__owner").get(pk=recipe_version.pk)
+    return MergeProvenance(
+        made_here=made_here,
+        recipe_version=recipe_version,
+        importable=not made_here and "sd_merge_recipe" in metadata,
+    )

@@ -37,6 +37,21 @@ def track_progress(page) -> list[float]:
     return seen
 
 
+def track_phase_by_progress(page) -> list[tuple[float, str]]:
+    """(progress, phase text) each time the progress bar moves: the text must say what is happening."""
+    seen: list[tuple[float, str]] = []
+    page.expose_function("mwPhase", lambda value, text: seen.append((float(value), text)))
+    page.add_init_script("""
+      document.addEventListener("DOMContentLoaded", () => {
+        const bar = document.getElementById("upload-progress");
+        const phase = document.getElementById("upload-phase");
+        if (bar && phase) new MutationObserver(() => window.mwPhase(bar.value, phase.textContent))
+          .observe(bar, {attributes: true});
+      });
+    """)
+    return seen
+
+
 def test_upload_interrupt_resume_prefill_publish_list_and_download(page, live_server, live_worker, alice, settings,
                                                                     tmp_path):
     settings.UPLOAD_PART_SIZE = PART
@@ -45,6 +60,7 @@ def test_upload_interrupt_resume_prefill_publish_list_and_download(page, live_se
     path.write_bytes(data)
     live_worker()
     progress = track_progress(page)
+    phases = track_phase_by_progress(page)
     sign_in(page)
 
     # The connection drops for parts 3 and 4: parts 1 and 2 arrive, then the page says it stopped.
@@ -66,12 +82,22 @@ def test_upload_interrupt_resume_prefill_publish_list_and_download(page, live_se
     page.wait_for_url(re.compile(r".*/upload/[0-9a-f-]{36}/$"), timeout=60_000)
     assert max(progress) == 100
     assert sorted(re.search(r"partNumber=(\d+)", u).group(1) for u in sent) == ["3", "4"]
+    moving = [text for value, text in phases if 0 < value < 100]
+    assert moving and "Preparing…" not in moving
+    assert "Sending the remaining 2 of 4 parts…" in moving
 
     # The worker checks the file; the page updates by itself and shows the pre-filled form.
     trigger = page.get_by_label("Trigger words")
-    expect(trigger).to_have_value("mychar, 1girl, smile, <b>bold</b>", timeout=60_000)
+    expect(trigger).to_have_value("mychar, <b>bold</b>", timeout=60_000)  # 1girl, smile: too generic
     expect(page.locator("#fact-rank")).to_have_text("16")
+    expect(page.locator("#fact-detected")).to_have_text("LoRA for SD 1.x")
     expect(page.get_by_label("Type", exact=True)).to_have_value("LORA")
+    # "Checkpoint type" is for checkpoints: it appears only when the type says so.
+    expect(page.get_by_label("Checkpoint type")).to_be_hidden()
+    page.get_by_label("Type", exact=True).select_option("Checkpoint")
+    expect(page.get_by_label("Checkpoint type")).to_be_visible()
+    page.get_by_label("Type", exact=True).select_option("LORA")
+    expect(page.get_by_label("Checkpoint type")).to_be_hidden()
     expect(page.get_by_label("Base model")).to_have_value("SD 1.5")
     assert page.locator("b", has_text="bold").count() == 0  # metadata is text, never markup
 

@@ -32,6 +32,9 @@ def cli(tmp_path, live_server):
     def run(*args: str, stdin: str | None = None, endpoint: bool = True, cwd: Path | None = None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MERGEWORKS_")}
         env.update(MERGEWORKS_CONFIG_DIR=str(config_dir), HOME=str(tmp_path))
+        # The console script imports `hub` from wherever the venv was installed
+        # from; this tree's code is the one under test.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         argv = [str(SCRIPT), *args]
         if endpoint:  # options belong to the (sub)command, so they go last
             argv += ["--endpoint", live_server.url]
@@ -39,6 +42,7 @@ def cli(tmp_path, live_server):
                               timeout=300)
 
     run.config_dir = config_dir
+    run.live_url = live_server.url
     return run
 
 
@@ -204,3 +208,64 @@ def test_recipe_fork_run_and_status(cli, alice, bob, live_worker, tmp_path):
     again = cli("recipe", "run", str(fork["id"]), endpoint=False)
     assert again.returncode == 0 and "already merged" in again.stdout
     assert cli("recipe", "status", "999999", endpoint=False).returncode == 3
+
+
+def test_global_flags_go_before_or_after_the_subcommand(cli, alice):
+    make_published_model(alice, "Either Side")
+    key = key_for(alice)
+    before = cli("--endpoint", cli.live_url, "--token", key, "--json", "search", "either", endpoint=False)
+    assert before.returncode == 0, before.stderr
+    assert [m["name"] for m in json.loads(before.stdout)["items"]] == ["Either Side"]
+    after = cli("search", "either", "--json", "--endpoint", cli.live_url, endpoint=False)
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+    # One before and one after: both count, and the one after does not reset the one before.
+    mixed = cli("--json", "whoami", "--token", key)
+    assert mixed.returncode == 0 and json.loads(mixed.stdout)["username"] == "alice"
+    nested = cli("--endpoint", cli.live_url, "recipe", "status", "999999", endpoint=False)
+    assert nested.returncode == 3, nested.stderr
+    # Choices are case-insensitive, before or after.
+    typed = cli("search", "--type", "checkpoint", "--base-model", "sd 1.5", "--json")
+    assert typed.returncode == 0, typed.stderr and [m["name"] for m in json.loads(typed.stdout)["items"]] == [
+        "Either Side"]
+    bad = cli("search", "--type", "lorax")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+LORA_METADATA = {
+    "ss_network_module": "networks.lora", "ss_network_dim": "4", "ss_network_alpha": "4",
+    "ss_base_model_version": "sd_v1", "ss_output_name": "inkwash",
+    "ss_tag_frequency": json.dumps({"10_inkwash": {"inkwash": 40, "1girl": 35, "ink wash painting": 30, "solo": 33}}),
+}
+
+
+@pytest.mark.worker
+def test_upload_takes_type_base_model_and_trigger_words_from_the_hubs_inspection(cli, alice, live_worker, tmp_path):
+    live_worker()
+    source = tmp_path / "inkwash.safetensors"
+    source.write_bytes(tiny_safetensors_bytes(31, kind="lora", metadata=LORA_METADATA))
+    assert cli("login", "--token", key_for(alice)).returncode == 0
+
+    up = cli("upload", str(source), "--name", "Ink Wash", "--publish", "--json", endpoint=False)
+    assert up.returncode == 0, up.stderr
+    uploaded = json.loads(up.stdout)
+    assert "from the hub's inspection" in up.stderr
+    model = cli("info", str(uploaded["modelId"]), "--json", endpoint=False)
+    found = json.loads(model.stdout)
+    [version] = found["modelVersions"]
+    assert found["type"] == "LORA" and version["baseModel"] == "SD 1.5"
+    assert "inkwash" in version["trainedWords"] and "ink wash painting" in version["trainedWords"]
+    assert "1girl" not in version["trainedWords"] and "solo" not in version["trainedWords"]
+    shown = cli("info", str(uploaded["modelId"]), endpoint=False)
+    assert "trigger words: " in shown.stdout and "inkwash" in shown.stdout
+    assert "trigger words: inkwash" in cli("info", "--version", str(version["id"]), endpoint=False).stdout
+
+    # What the user says beats the inspection; --type takes any case, --trained-word repeats.
+    again = tmp_path / "inkwash-2.safetensors"
+    again.write_bytes(tiny_safetensors_bytes(32, kind="lora", metadata=LORA_METADATA))
+    up = cli("upload", str(again), "--name", "Ink Wash Two", "--type", "locon", "--base-model", "sdxl 1.0",
+             "--trained-word", "inkwash2", "--trained-word", "ink style", "--json", endpoint=False)
+    assert up.returncode == 0, up.stderr
+    found = json.loads(cli("info", str(json.loads(up.stdout)["modelId"]), "--json", endpoint=False).stdout)
+    [version] = found["modelVersions"]
+    assert found["type"] == "LoCon" and version["baseModel"] == "SDXL 1.0"
+    assert version["trainedWords"] == ["inkwash2", "ink style"]

@@ -57,7 +57,8 @@ def test_lora_file(tmp_path: Path, components: dict) -> None:
     assert meta["fields"]["ss_output_name"] == "<script>alert(1)</script>"
     assert meta["fields"]["ss_network_module"] == "networks.lora"
     assert "ss_tag_frequency" not in meta["fields"]
-    assert meta["trigger_words"] == ["sks", "dog", "outdoors", "grass", "1girl"]
+    # dog, grass, outdoors and 1girl are on too many Danbooru posts to say what was learnt.
+    assert meta["trigger_words"] == ["sks"]
     assert "ss_dataset_dirs" in meta["keys"]
     assert info["warnings"] == []
     json.dumps(info)  # the CLI's --json and the ingest task store it as is
@@ -119,8 +120,15 @@ def test_garbage_is_an_error(tmp_path: Path) -> None:
 
 
 def test_trigger_words_ranking_and_limit() -> None:
-    assert suggest_trigger_words(TAGS, limit=2) == ["sks", "dog"]
+    tags = json.dumps({"10_kiri": {"kiri": 40, "1girl": 40, "solo": 39, "smile": 30, "red kimono": 20,
+                                   "long_hair": 38, "Looking At Viewer": 25, "paper umbrella": 6}})
+    assert suggest_trigger_words(tags) == ["kiri", "red kimono", "paper umbrella"]
+    assert suggest_trigger_words(tags, limit=2) == ["kiri", "red kimono"]
     assert suggest_trigger_words(TAGS, limit=0) == []
+    # A rarer tag outweighs a more frequent but commoner one (realistic: about 60,000 Danbooru posts).
+    assert suggest_trigger_words(json.dumps({"d": {"realistic": 10, "zq_style": 9}})) == ["zq_style", "realistic"]
+    # Nothing but generic tags: nothing to suggest.
+    assert suggest_trigger_words(json.dumps({"d": {"1girl": 5, "highres": 5}})) == []
     # Equal totals: alphabetical, whatever the key order.
     assert suggest_trigger_words(json.dumps({"a": {"b": 2, "a": 2}})) == ["a", "b"]
 

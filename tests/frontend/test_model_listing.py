@@ -110,4 +110,13 @@ def test_cards_show_creator_type_base_model_downloads_and_tags(client, catalogue
     assert 'href="/users/alice/"' in html
     assert ">LORA<" in html and ">SDXL 1.0<" in html
     assert ">ink<" in html and ">style<" in html
+    # Each tag chip lists the models with that tag.
+    assert '<a class="tag" href="/models/?tag=ink">ink</a>' in html
+
+
+def test_base_model_filter_shows_the_names_the_api_uses(client, catalogue):
+    html = client.get("/models/").content.decode()
+    for label in ("SD 1.5", "SDXL 1.0", "Flux.1 D", "SD 3.5"):
+        assert f'">{label}</option>' in html
+    assert "Sd 1 5" not in html and "Sdxl" not in html and "Flux 1 D" not in html
     assert "50 <span class=\"visually-hidden\">downloads</span>" in html

@@ -15,9 +15,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_seed_is_idempotent_and_its_recipe_merges(monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.SITE_URL = "http://hub.example:8123"
     call_command("hub_seed_demo", stdout=open("/dev/null", "w"))
     call_command("hub_seed_demo", stdout=open("/dev/null", "w"))
     demo_models = Model.objects.filter(owner__username=DEMO_USERNAME)
+    # The curl example names this hub's URL and the real version id, and fails loudly (-f).
+    base = demo_models.get(name="Tiny SD1 Base")
+    assert (f"curl -fL -H \"Authorization: Bearer $KEY\" {settings.SITE_URL}/api/download/models/"
+            f"{base.versions.get().pk} -o tiny.safetensors") in base.description
     assert sorted(demo_models.values_list("type", flat=True)) == ["Checkpoint", "Checkpoint", "LORA"]
     assert all(m.versions.get().files.count() == 1 for m in demo_models)
     recipe = Recipe.objects.get(owner__username=DEMO_USERNAME)

@@ -162,7 +162,22 @@ def test_two_versions_compare_side_by_side(rendered, alice, enqueued, client):
     assert page.count('data-testid="compare-pair"') == 1
     for left, right in zip(rendered.grid.images.all(), job.grid.images.all()):
         assert f"/previews/image/{left.pk}.webp" in page and f"/previews/image/{right.pk}.webp" in page
-    assert client.get(f"/previews/compare/?a={rendered.model_version_id}&b=x").status_code == 404
+    assert client.get(f"/previews/compare/?a=x&b={other.pk}").status_code == 404
+
+    # A model name instead of a version id: one match goes straight to it, several are listed.
+    base = f"/previews/compare/?a={rendered.model_version_id}"
+    found = client.get(f"{base}&b=tiny oth")
+    assert found.status_code == 302 and found["Location"] == f"{base}&b={other.pk}"
+    none = client.get(f"{base}&b=nothing like it")
+    assert none.status_code == 200 and "No model with previews matches" in none.content.decode()
+    third = checkpoint_version(alice, "Tiny Third", seed=6)
+    grid = job.grid  # the search only asks whether a version has a grid: borrow one rather than render again
+    grid.pk, grid.model_version = None, third
+    grid.save()
+    listed = client.get(f"{base}&b=tiny").content.decode()
+    assert f'b={other.pk}">Tiny Other' in listed and f'b={third.pk}">Tiny Third' in listed
+    model_page = client.get(f"/models/{other.model_id}/{other.model.slug}/").content.decode()
+    assert 'name="b" type="search"' in model_page and "Compare with version id" not in model_page
 
 
 def test_recipe_page_shows_its_outputs_previews(rendered, alice, client):

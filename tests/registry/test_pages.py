@@ -124,3 +124,43 @@ def test_new_recipe_page_creates_a_recipe_or_shows_errors(client, bob, sd1_input
     recipe = Recipe.objects.get(owner=bob)
     assert good.status_code == 302 and good["Location"] == f"/recipes/{recipe.pk}/"
     assert recipe.visibility == "unlisted" and recipe.versions.count() == 1
+
+
+def test_lineage_of_our_own_output_links_its_recipe_and_import_is_for_other_tools(client, alice, bob, public_recipe,
+                                                                                   sd1_inputs):
+    import json
+
+    from tests.support.builders import make_published_model, tiny_safetensors_bytes
+
+    base, anime = sd1_inputs
+    version = public_recipe.versions.get()
+    webui = json.dumps({"type": "webui", "primary_model_hash": base.files.get().sha256,
+                        "secondary_model_hash": anime.files.get().sha256, "interp_method": "Weighted sum",
+                        "multiplier": 0.3})
+    ours = {"mergeworks_merge_key": "e" * 64, "mergeworks_recipe_hash": version.recipe_hash,
+            "sd_merge_recipe": json.dumps({"type": "mergeworks", "interp_method": "mergeworks recipe"})}
+    merged = make_published_model(alice, "Our Output", data=tiny_safetensors_bytes(61, metadata=ours))
+    blob = _blob_of(merged.versions.get().files.get())
+    with transaction.atomic():
+        output = merge_output_publish(recipe_version=version, requester=alice, blob=blob, merge_key="e" * 64,
+                                      inputs={"base": {"sha256": base.files.get().sha256, "model_version": base.pk}},
+                                      engine_version="t")
+    client.force_login(bob)
+    recipe_link = f'href="/recipes/{public_recipe.pk}/?version={version.number}"'
+    page = client.get(f"/model-versions/{output.pk}/lineage/").content.decode()
+    assert "Merged on Mergeworks by recipe" in page and recipe_link in page
+    assert "Import it as a draft recipe" not in page
+
+    # A downloaded output uploaded again is still ours: found by its merge key, never "imported".
+    copy = make_published_model(bob, "Reupload", data=tiny_safetensors_bytes(62, metadata=ours)).versions.get()
+    page = client.get(f"/model-versions/{copy.pk}/lineage/").content.decode()
+    assert "Merged on Mergeworks by recipe" in page and recipe_link in page
+    assert "Import it as a draft recipe" not in page
+    imported = client.get(f"/recipes/import/?file={copy.files.get().pk}")
+    assert imported.status_code == 302 and imported["Location"] == f"/recipes/{public_recipe.pk}/?version=1"
+
+    # Metadata written by another tool (A1111's merger) is what the import is for.
+    other = make_published_model(bob, "A1111 Mix", data=tiny_safetensors_bytes(63, metadata={"sd_merge_recipe": webui}))
+    page = client.get(f"/model-versions/{other.versions.get().pk}/lineage/").content.decode()
+    assert "Import it as a draft recipe" in page and "Merged on Mergeworks" not in page
+    assert client.get(f"/recipes/import/?file={other.versions.get().files.get().pk}").status_code == 200

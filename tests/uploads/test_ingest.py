@@ -53,7 +53,7 @@ def test_a_lora_is_verified_hashed_and_prefilled(alice_api, backend, small_parts
         assert f.read() == data
     s = upload.suggestions
     assert (s["type"], s["base_model"], s["rank"], s["alpha"]) == ("LORA", "SD 1.5", 16, 8.0)
-    assert s["trained_words"] == ["mychar", "1girl", "smile", "<b>bold</b>"]
+    assert s["trained_words"] == ["mychar", "<b>bold</b>"]  # 1girl and smile are generic
     assert s["name"] == "mychar-v1"
     # The staged parts are gone once the blob exists.
     from hub.uploads.backends import backend_for

@@ -61,11 +61,14 @@ def test_the_website_enforces_csrf_on_the_form(alice_browser, ready_upload):
 
 def test_the_form_is_prefilled_from_the_file(alice_browser, ready_upload):
     page = alice_browser.get(f"/upload/{ready_upload.pk}/").content.decode()
-    assert 'value="mychar, 1girl, smile, &lt;b&gt;bold&lt;/b&gt;"' in page
+    assert 'value="mychar, &lt;b&gt;bold&lt;/b&gt;"' in page
     assert 'value="mychar-v1"' in page
     assert '<option value="LORA" selected>' in page and '<option value="SD 1.5" selected>' in page
     assert '<dd id="fact-rank">16</dd>' in page and '<dd id="fact-alpha">8</dd>' in page
     assert "<b>bold</b>" not in page
+    # Said in words, once; and a LoRA's form starts without the checkpoint-only field.
+    assert '<dd id="fact-detected">LoRA for SD 1.x</dd>' in page and "lora (lora)" not in page
+    assert '<div class="form-field" data-field="checkpoint_type" hidden>' in page
 
 
 def test_save_a_draft_then_publish_it(alice_browser, ready_upload):

@@ -55,7 +55,7 @@ def test_upload_verify_publish_list_and_download_byte_identical(live_server, liv
     state = client.wait(created["id"], timeout=120)
     assert state["status"] == "ready", state
     assert state["result"]["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert state["suggestions"]["trained_words"][:2] == ["mychar", "1girl"]
+    assert state["suggestions"]["trained_words"][:2] == ["mychar", "<b>bold</b>"]
 
     made = client.create_version(created["id"], name="My Char", type="LORA", baseModel="SD 1.5",
                                  trainedWords=state["suggestions"]["trained_words"][:1], publish=True)

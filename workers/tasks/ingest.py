@@ -7,6 +7,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from hub.files import virus_scan
+from hub.files.clamd import ClamdUnavailable
 from hub.uploads.services import upload_ingest as upload_ingest_service
 from hub.uploads.services import upload_ingest_give_up
 from hub.uploads.image_services import example_image_process as example_image_process_service
@@ -47,3 +49,15 @@ def example_image_process(self, image_id: int) -> str | None:
             raise
         raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
     return image.status if image is not None else None
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def model_file_virus_scan(self, model_file_id: int) -> str | None:
+    """Scan a file with clamd (only sent when one is configured); retried while clamd is unreachable."""
+    try:
+        return virus_scan.model_file_virus_scan(model_file_id=model_file_id)
+    except (ClamdUnavailable, *TRANSIENT) as exc:
+        if self.request.retries >= MAX_RETRIES:
+            virus_scan.model_file_virus_scan_give_up(model_file_id=model_file_id, reason=str(exc)[:255])
+            raise
+        raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc

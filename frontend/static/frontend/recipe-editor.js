@@ -232,6 +232,9 @@
       return;
     }
     var names = blockNames[doc.architecture] || null;
+    // Single weights (a LoRA's strength, an alpha for all blocks) come first:
+    // behind 26 block sliders they would sit below the fold.
+    var singles = [], perBlock = [];
     doc.steps.forEach(function (step, i) {
       var ranges = paramRanges[step.op] || {};
       Object.keys(ranges).forEach(function (param) {
@@ -242,7 +245,9 @@
         var legend = document.createElement("legend");
         legend.textContent = step.id + " · " + step.op + " · " + param;
         box.appendChild(legend);
-        if (value && typeof value === "object" && Array.isArray(value.blocks)) {
+        var blocks = value && typeof value === "object" && Array.isArray(value.blocks);
+        if (blocks) {
+          box.classList.add("weight-group-blocks");
           value.blocks.forEach(function (v, j) {
             var label = names && names[j] ? names[j] : String(j);
             box.appendChild(weightRow(i, param, j, label, range, v));
@@ -271,9 +276,10 @@
             box.appendChild(per);
           }
         }
-        panel.appendChild(box);
+        (blocks ? perBlock : singles).push(box);
       });
     });
+    singles.concat(perBlock).forEach(function (box) { panel.appendChild(box); });
     if (!panel.children.length) {
       var none = document.createElement("p");
       none.className = "lede";

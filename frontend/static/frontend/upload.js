@@ -352,6 +352,11 @@
       else { pending.push(p); self.urls[p.number] = p.url; }
     });
     this.render();
+    var already = state.parts.length - pending.length;
+    this.sendingText = already
+      ? "Sending the remaining " + pending.length + " of " + state.parts.length + " parts…"
+      : "Sending…";
+    this.phase(this.sendingText);
     var generation = this.generation;
     async function worker() {
       while (pending.length && !self.cancelled && generation === self.generation) {
@@ -396,7 +401,7 @@
         if (attempt >= MAX_RETRIES) throw new Error("part " + part.number + " could not be sent (" + (err.message || "network error") + ")");
         this.phase("Connection problem; retrying part " + part.number + "…");
         await sleep(1000 * Math.pow(2, attempt));
-        this.phase("");
+        this.phase(this.sendingText || "");
       }
     }
   };
@@ -503,8 +508,18 @@
     });
   }
 
+  function setupTypeFields() {
+    var type = document.querySelector("#upload-details select[name=type]");
+    var checkpointOnly = document.querySelector('#upload-details [data-field="checkpoint_type"]');
+    if (!type || !checkpointOnly) return;
+    function sync() { checkpointOnly.hidden = type.value !== "Checkpoint"; }
+    type.addEventListener("change", sync);
+    sync();
+  }
+
   var app = $("upload-app");
   if (app) new UploadPage(app);
+  setupTypeFields();
   var status = $("upload-status");
   if (status && status.getAttribute("data-poll")) pollStatus(status);
   setupPreview();

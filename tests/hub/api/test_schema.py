@@ -38,3 +38,13 @@ def test_docs_page(client, db):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"/api/schema/" in response.content
+
+
+def test_docs_pages_load_nothing_from_another_host(client, db):
+    for url in ("/api/docs/", "/api/redoc/"):
+        response = client.get(url)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "/static/drf_spectacular_sidecar/" in html
+        assert "googleapis" not in html and "cdn." not in html
+        assert "default-src 'self'" in response["Content-Security-Policy"]
