@@ -195,10 +195,19 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "downloads-rollup": {"task": "workers.tasks.housekeeping.downloads_rollup", "schedule": 60.0},
     "uploads-expire": {"task": "workers.tasks.housekeeping.uploads_expire", "schedule": 900.0},
-    "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 60.0},
+    "staging-sweep": {"task": "workers.tasks.housekeeping.staging_sweep", "schedule": 900.0},
+    # Often: it restarts a job whose worker died with its message (whole worker killed) within seconds.
+    "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 10.0},
     "render-jobs-sweep": {"task": "workers.tasks.render.render_jobs_sweep", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# Beat runs as its own process (never `worker -B`, whose beat outlives a killed
+# worker) and schedules only while it holds a single-instance lock: a Redis key
+# renewed every few seconds that expires BEAT_LOCK_TTL after its holder dies,
+# or an flock in the data dir in embedded mode (workers/beat.py).
+CELERY_BEAT_SCHEDULER = "workers.beat:LockedScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+BEAT_LOCK_TTL = env_int("BEAT_LOCK_TTL", 30)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -225,6 +234,9 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 UPLOAD_PART_SIZE = env_int("UPLOAD_PART_SIZE", 64 * 1024**2)
 UPLOAD_PART_URL_TTL = env_int("UPLOAD_PART_URL_TTL", 3600)
 UPLOAD_TTL = env_int("UPLOAD_TTL", 24 * 3600)
+# What a killed process left under staging/ (and multipart uploads outside
+# staging/uploads/) is removed once this old: longer than any task may run.
+STAGING_TTL = env_int("STAGING_TTL", CELERY_TASK_TIME_LIMIT + 600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
