@@ -108,6 +108,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Rendered models-list pages shared by anonymous clients, in Redis, dropped on
+# any catalogue write (hub/catalog/page_cache.py); the TTL only bounds a lost bump.
+PAGE_CACHE = env_bool("PAGE_CACHE", True)
+PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)
 
 # --- Storage -----------------------------------------------------------------
 S3_BUCKET = env_str("S3_BUCKET")
