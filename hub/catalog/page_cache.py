@@ -13,7 +13,9 @@ the second). A page is stored under the counter's value read *before* its
 rows were, so no page outlives a write. The hook sits below the ORM
 (`connection.execute_wrappers`), so `QuerySet.update()`, bulk writes and raw
 SQL through Django bump it too; tables are watched unless listed as noise,
-so a table added later is watched by default. Entries also expire after
+so a table added later is watched by default (a new high-churn table that no
+page shows belongs in `_UNWATCHED`; writes run as PREPAREd statements are not
+seen, and the hub prepares only lookups). Entries also expire after
 PAGE_CACHE_TTL, which bounds the damage of a bump lost to a Redis outage.
 
 A transaction that has written watched tables neither reads nor fills the
