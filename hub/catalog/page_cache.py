@@ -36,6 +36,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -153,6 +154,41 @@ def _user_is_plain(client, version: bytes, user) -> bool:
     return not hidden
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class _Lookup:
+    """`[version, plain flag, page]` in one Redis round trip (a server-side script, loaded once)."""
+
+    SCRIPT = """
+local v = redis.call('get', KEYS[1])
+if not v then return {false, false, false} end
+local plain = false
+if ARGV[3] ~= '' then plain = redis.call('get', ARGV[1] .. v .. ':' .. ARGV[3]) end
+local page = false
+if ARGV[3] == '' or plain == '1' then
+  page = redis.call('get', ARGV[2] .. v .. ':' .. ARGV[4])
+elseif plain == '0' then
+  page = redis.call('get', ARGV[2] .. v .. ':' .. ARGV[5])
+end
+return {v, plain, page}
+"""
+
+    def __init__(self) -> None:
+        self._scripts: dict[int, Any] = {}
+
+    def __call__(self, client, keys: list[str], args: list[str]) -> tuple[bytes | None, bytes | None, bytes | None]:
+        script = self._scripts.get(id(client))
+        if script is None:
+            script = self._scripts[id(client)] = client.register_script(self.SCRIPT)
+        version, plain, page = script(keys=keys, args=args)
+        return version or None, plain or None, page or None
+
+
+_LOOKUP = _Lookup()
+
+
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
@@ -172,15 +208,24 @@ def cached_page(request, build: Callable[[], bytes]) -> tuple[bytes, str, bool]:
         body = build()
         return body, etag_of(body), False
     try:
-        version = _current_version(client)
+        authenticated = user is not None and user.is_authenticated
+        raw = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
+        shared_id = _digest(f"* {raw}")
+        own_id = _digest(f"u{user.pk} {raw}") if authenticated else ""
+        # One round trip: the version, whether this user shares the anonymous pages, and the page.
+        version, plain, hit = _LOOKUP(client, [VERSION_KEY],
+                                      [_PLAIN_PREFIX, _PAGE_PREFIX, str(user.pk) if authenticated else "",
+                                       shared_id, own_id])
+        if version is None:
+            version = _current_version(client)
+        if authenticated and plain is None:
+            plain = b"1" if _user_is_plain(client, version, user) else b"0"
+            hit = None
         # Signed-in users whose list is the anonymous one share its page; the others
         # (their own drafts or private models show) get pages of their own.
-        viewer = "*"
-        if user is not None and user.is_authenticated and not _user_is_plain(client, version, user):
-            viewer = f"u{user.pk}"
-        raw = f"{viewer} {request.scheme}://{request.get_host()}{request.get_full_path()}"
-        key = f"{_PAGE_PREFIX}{version.decode()}:{hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()}"
-        hit = client.get(key)
+        key = f"{_PAGE_PREFIX}{version.decode()}:{shared_id if not authenticated or plain == b'1' else own_id}"
+        if hit is None:
+            hit = client.get(key)
     except Exception:  # Redis trouble: serve the page uncached
         logger.exception("page cache unavailable")
         body = build()
