@@ -13,7 +13,12 @@ reports its own peak RSS (``VmHWM``):
   passes the hashes it already knows);
 * naive: ``safetensors.torch.load_file`` on both, ``(1-a)*A + a*B`` per key
   in float32, ``save_file``;
-* sd-mecha: ``sd_mecha.merge(sd_mecha.weighted_sum(a, b, alpha=0.5), output=…)``.
+* sd-mecha: ``sd_mecha.merge(sd_mecha.weighted_sum(a, b, alpha=0.5), output=…)``;
+* cli: the whole ``python -m merges.engine run recipe.json -o out.safetensors``
+  process with ``{path: …}`` inputs, provenance included (input SHA-256s
+  computed while merging, output SHA-256 printed), timed from spawn to exit:
+  once with an empty hash cache (``cli cold``, target ≤ 0.35 × the naive
+  merge) and once more with the cache that run filled (``cli warm``).
 
 Times are measured inside each process around the merge call (imports not
 included) and also as whole-process wall time. The engine's output tensors
@@ -190,6 +195,28 @@ def run_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[
     return result
 
 
+def run_cli(a: Path, b: Path, out: Path, cache: Path) -> dict[str, float]:
+    """The whole CLI process, from spawn to exit; its output must be the same file as the engine's."""
+    recipe = OUT / "cli_recipe.json"
+    recipe.write_text(json.dumps({
+        "format": "mergeworks/recipe@1",
+        "architecture": "sd1",
+        "inputs": {"a": {"path": str(a)}, "b": {"path": str(b)}},
+        "steps": [{"id": "merge", "op": "weighted_sum", "inputs": ["a", "b"], "alpha": ALPHA}],
+        "output": {"step": "merge", "dtype": "fp16"},
+    }))
+    os.sync()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "merges.engine", "run", str(recipe), "-o", str(out), "--json"],
+                          cwd=ROOT, env={**os.environ, "MERGEWORKS_HASH_CACHE": str(cache)}, capture_output=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"cli failed (exit {proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
+    printed = json.loads(proc.stdout)
+    return {"merge_s": printed["seconds"], "process_s": wall, "peak_rss_mb": float("nan"), "sha256": printed["sha256"],
+            "inputs": printed["input_sha256s"]}
+
+
 def _sha256_seconds(path: Path) -> float:
     import hashlib
 
@@ -199,6 +226,16 @@ def _sha256_seconds(path: Path) -> float:
         while chunk := fh.read(8 << 20):
             h.update(chunk)
     return time.perf_counter() - t0
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def compare(path_x: str, path_y: str) -> tuple[bool, float]:
@@ -252,6 +289,12 @@ def main() -> None:
     results["naive"] = run_child("naive", str(a), str(b), outs["naive"])
     if not args.no_mecha:
         results["sd-mecha"] = run_child("mecha", str(a), str(b), outs["mecha"])
+    cache = OUT / "cli-hash-cache.json"
+    cache.unlink(missing_ok=True)
+    outs["cli"] = str(OUT / "sd1_cli.safetensors")
+    results["cli cold"] = run_cli(a, b, Path(outs["cli"]), cache)
+    results["cli warm"] = run_cli(a, b, Path(outs["cli"]), cache)
+    cache.unlink(missing_ok=True)
 
     print(f"\nSD1.5 fp16 weighted_sum alpha=0.5 ({os.cpu_count()} cores):")
     print(f"  {'':10} {'merge s':>9} {'process s':>10} {'peak RSS MB':>12}")
@@ -263,12 +306,22 @@ def main() -> None:
         m = results["sd-mecha"]
         print(f"  engine / sd-mecha time: {e['merge_s'] / m['merge_s']:.3f} (target <= 0.2)")
     print(f"  engine peak RSS: {e['peak_rss_mb']:.0f} MB (target <= 512)")
+    cold, warm = results["cli cold"], results["cli warm"]
+    ratio = cold["process_s"] / n["merge_s"]
+    print(f"  cli whole process, cold hash cache / naive merge: {ratio:.3f} (target <= 0.35) "
+          f"{'OK' if ratio <= 0.35 else 'MISSED'}; / naive whole process: {cold['process_s'] / n['process_s']:.3f}")
+    print(f"  cli whole process, warm hash cache / naive merge: {warm['process_s'] / n['merge_s']:.3f}")
+    right = cold["inputs"] == {"a": sha_a, "b": sha_b} and warm["inputs"] == cold["inputs"]
+    print(f"  cli input hashes right (cold and warm): {right}; cli output sha256 == file: "
+          f"{cold['sha256'] == warm['sha256'] == _file_sha256(outs['cli'])}")
     h = results["engine+sha256"]
     print(f"  engine hashing its output too (the CLI's default): {h['merge_s'] / n['merge_s']:.3f} x naive, "
           f"peak RSS {h['peak_rss_mb']:.0f} MB; hashlib.sha256 of one {a.stat().st_size / 1e9:.2f} GB file alone "
           f"takes {_sha256_seconds(a):.2f} s here")
     same, diff = compare(outs["engine"], outs["naive"])
     print(f"  engine output == naive output: {same}" + ("" if same else f" (max |diff| {diff})"))
+    same_cli, diff_cli = compare(outs["cli"], outs["naive"])
+    print(f"  cli output == naive output: {same_cli}" + ("" if same_cli else f" (max |diff| {diff_cli})"))
     if "sd-mecha" in results:
         same_m, diff_m = compare(outs["mecha"], outs["naive"])
         print(f"  sd-mecha output == naive output: {same_m}" + ("" if same_m else f" (max |diff| {diff_m:.3g}, torch.lerp rounding)"))

@@ -112,6 +112,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Rendered models-list pages shared by anonymous clients, in Redis, dropped on
+# any catalogue write (hub/catalog/page_cache.py); the TTL only bounds a lost bump.
+PAGE_CACHE = env_bool("PAGE_CACHE", True)
+PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)
 
 # --- Storage -----------------------------------------------------------------
 S3_BUCKET = env_str("S3_BUCKET")
@@ -199,10 +203,19 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "downloads-rollup": {"task": "workers.tasks.housekeeping.downloads_rollup", "schedule": 60.0},
     "uploads-expire": {"task": "workers.tasks.housekeeping.uploads_expire", "schedule": 900.0},
-    "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 60.0},
+    "staging-sweep": {"task": "workers.tasks.housekeeping.staging_sweep", "schedule": 900.0},
+    # Often: it restarts a job whose worker died with its message (whole worker killed) within seconds.
+    "merge-jobs-sweep": {"task": "workers.tasks.merge.merge_jobs_sweep", "schedule": 10.0},
     "render-jobs-sweep": {"task": "workers.tasks.render.render_jobs_sweep", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# Beat runs as its own process (never `worker -B`, whose beat outlives a killed
+# worker) and schedules only while it holds a single-instance lock: a Redis key
+# renewed every few seconds that expires BEAT_LOCK_TTL after its holder dies,
+# or an flock in the data dir in embedded mode (workers/beat.py).
+CELERY_BEAT_SCHEDULER = "workers.beat:LockedScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+BEAT_LOCK_TTL = env_int("BEAT_LOCK_TTL", 30)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -258,6 +271,9 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
 UPLOAD_PART_SIZE = env_int("UPLOAD_PART_SIZE", 64 * 1024**2)
 UPLOAD_PART_URL_TTL = env_int("UPLOAD_PART_URL_TTL", 3600)
 UPLOAD_TTL = env_int("UPLOAD_TTL", 24 * 3600)
+# What a killed process left under staging/ (and multipart uploads outside
+# staging/uploads/) is removed once this old: longer than any task may run.
+STAGING_TTL = env_int("STAGING_TTL", CELERY_TASK_TIME_LIMIT + 600)
 
 # --- Email (password resets) -------------------------------------------------
 # EMAIL_HOST switches on SMTP. Without it the hub runs embedded and writes each

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.http import HttpResponse, HttpResponseNotModified
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from hub.api import schemas
@@ -25,6 +28,7 @@ from hub.api.pagination import (
     parse_limit,
 )
 from hub.catalog import api_selectors as sel
+from hub.catalog import page_cache
 from hub.catalog.api_serialize import iso, models_out, model_out, version_out
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.nsfw import ALL_LEVELS_MASK
@@ -96,6 +100,16 @@ class ModelListView(V1View):
         tags=["models"],
     )
     def get(self, request):
+        body, etag, _ = page_cache.cached_page(request, lambda: JSONRenderer().render(self._page(request)))
+        if page_cache.if_none_match(request, etag):
+            response = HttpResponseNotModified()
+        else:
+            response = HttpResponse(body, content_type="application/json")
+        response["ETag"] = etag
+        patch_vary_headers(response, ["Authorization", "Cookie"])
+        return response
+
+    def _page(self, request) -> dict:
         sort_raw = request.query_params.get("sort") or sel.Sort.NEWEST
         sort = _SORTS.get(sort_raw.lower())
         if sort is None:
@@ -118,8 +132,7 @@ class ModelListView(V1View):
             after = (key, cursor_int(last_id))
         page = sel.models_page(request.user, filters=filters, sort=sort, limit=limit, after=after)
         next_cursor = encode_cursor(kind, *page.next_key) if page.next_key else None
-        return Response({"items": models_out(page, download_base(request)),
-                         "metadata": page_metadata(request, next_cursor)})
+        return {"items": models_out(page, download_base(request)), "metadata": page_metadata(request, next_cursor)}
 
 
 class ModelDetailView(V1View):

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -31,7 +32,7 @@ from hub.files.models import ModelFile
 from hub.files.scanning import FileQuarantined, file_stream_verify, pickle_scan
 from hub.files.services import BlobInfo, FileRejected, blob_lock, model_file_create
 from hub.files.storage import blob_key as content_key
-from hub.files.storage import blob_storage
+from hub.files.storage import S3BlobStorage, blob_storage
 from hub.uploads.backends import (
     MAX_PARTS,
     S3_MIN_PART_SIZE,
@@ -502,6 +503,114 @@ def uploads_expire(*, now=None, ttl: int | None = None) -> dict[str, int]:
             if multipart_id not in live:
                 backend.abort_raw(key, multipart_id)
                 counts["orphans_aborted"] += 1
+    return counts
+
+
+# Statuses whose staging key is still in use (parts arriving, or waiting for / in the ingest).
+_STAGING_LIVE = (Upload.Status.RECEIVING, Upload.Status.QUEUED, Upload.Status.PROCESSING)
+
+
+def staging_sweep(*, now=None, ttl: int | None = None) -> dict[str, int]:
+    """Remove what a killed process left under `staging/`, and abort forgotten multipart uploads.
+
+    Everything the hub writes before it is final goes under `staging/`:
+    `staging/ingest/<uuid>` (a blob being stored: merge outputs, imports,
+    ingests) and `staging/uploads/<id>` (a browser or API upload). A worker
+    killed mid-store leaves the object, or on S3 an unfinished multipart upload
+    that is billed and invisible to listings. Anything there older than `ttl`
+    (STAGING_TTL: longer than any task may run) and not held by a live upload
+    row is removed; so is a local `.partial-*` file left by a killed write.
+    Multipart uploads of any key are aborted past the same TTL, except those
+    under `staging/uploads/`, which follow UPLOAD_TTL and their rows
+    (`uploads_expire`). Safe to run twice or on two hosts at once: each step
+    is a delete that tolerates the object being gone already.
+    """
+    now = now or timezone.now()
+    ttl = settings.STAGING_TTL if ttl is None else ttl
+    cutoff = (now - timedelta(seconds=ttl)).timestamp()
+    live = {
+        str(pk) for pk in Upload.objects.filter(status__in=_STAGING_LIVE).values_list("pk", flat=True)
+    }
+    storage = blob_storage()
+    if isinstance(storage, S3BlobStorage):
+        return _staging_sweep_s3(storage, cutoff=cutoff, live=live)
+    return _staging_sweep_local(storage, cutoff=cutoff, live=live)
+
+
+def _staging_sweep_s3(storage: S3BlobStorage, *, cutoff: float, live: set[str]) -> dict[str, int]:
+    counts = {"objects_deleted": 0, "multipart_aborted": 0}
+    client, bucket = storage.client, storage.bucket_name
+    staging = storage._key("staging") + "/"
+    uploads = staging + "uploads/"
+    kwargs = {"Bucket": bucket, "Prefix": staging}
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if item["LastModified"].timestamp() >= cutoff:
+                continue
+            if key.startswith(uploads) and key[len(uploads):].split("/", 1)[0] in live:
+                continue
+            client.delete_object(Bucket=bucket, Key=key)
+            counts["objects_deleted"] += 1
+        if not page.get("IsTruncated"):
+            break
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    kwargs = {"Bucket": bucket}
+    while True:
+        page = client.list_multipart_uploads(**kwargs)
+        for item in page.get("Uploads", []):
+            if item["Key"].startswith(uploads) or item["Initiated"].timestamp() >= cutoff:
+                continue
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=item["Key"], UploadId=item["UploadId"])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+                continue
+            counts["multipart_aborted"] += 1
+        if not page.get("IsTruncated"):
+            break
+        kwargs.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+    return counts
+
+
+def _staging_sweep_local(storage, *, cutoff: float, live: set[str]) -> dict[str, int]:
+    counts = {"objects_deleted": 0, "multipart_aborted": 0}
+    root = Path(storage.path("staging"))
+
+    def remove_old_files(top: Path) -> None:
+        for path in list(top.rglob("*")) if top.is_dir() else []:
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    counts["objects_deleted"] += 1
+            except FileNotFoundError:
+                pass
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only once empty
+
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name == "uploads" and child.is_dir():
+                for upload_dir in child.iterdir():
+                    if upload_dir.name not in live:
+                        remove_old_files(upload_dir)
+                        with contextlib.suppress(OSError):
+                            upload_dir.rmdir()
+            elif child.is_dir():
+                remove_old_files(child)
+            elif child.stat().st_mtime < cutoff:
+                child.unlink(missing_ok=True)
+                counts["objects_deleted"] += 1
+    # A write killed between open and rename leaves `.<name>.partial-<pid>` beside its target.
+    blobs = Path(storage.path("blobs"))
+    for path in blobs.rglob(".*.partial-*") if blobs.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                counts["objects_deleted"] += 1
     return counts
 
 

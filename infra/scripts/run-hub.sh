@@ -17,11 +17,15 @@ $PY manage.py hub_base_configs
 $PY manage.py hub_seed_demo
 
 # One worker serves every queue here; production runs one pool per queue (infra/).
-$PY -m celery -A workers worker -B -Q default,ingest,gpu -c 2 -l info \
-  --schedule "${MERGEWORKS_DATA_DIR:-var}/celerybeat-schedule" >var/log/worker.log 2>&1 &
+$PY -m celery -A workers worker -Q default,ingest,gpu -c 2 -l info >var/log/worker.log 2>&1 &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+# Beat is its own process (a killed worker takes no beat with it, and none is
+# left behind); its single-instance lock makes a second beat stand by.
+$PY -m celery -A workers beat -l info \
+  --schedule "${MERGEWORKS_DATA_DIR:-var}/celerybeat-schedule" >var/log/beat.log 2>&1 &
+BEAT=$!
+trap 'kill $WORKER $BEAT 2>/dev/null; wait $WORKER $BEAT 2>/dev/null' EXIT INT TERM
 
-echo "Mergeworks is starting on http://${HOST}:${PORT}/  (worker log: var/log/worker.log)"
+echo "Mergeworks is starting on http://${HOST}:${PORT}/  (logs: var/log/worker.log, var/log/beat.log)"
 $PY -m gunicorn hub.wsgi:application --bind "${HOST}:${PORT}" --workers 2 --threads 4 --timeout 120 \
   --access-logfile -

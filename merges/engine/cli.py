@@ -82,6 +82,7 @@ class _Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .executor import MergeCancelled, MergeError, execute
+    from .hash_cache import HashCache
     from .recipe import RecipeError, load_recipe
     from .safetensors_io import SafetensorsError
 
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             threads=args.threads,
             fsync=args.fsync,
             output_hashes=args.hashes,
+            hash_cache=HashCache(enabled=not args.no_hash_cache),
         )
     except RecipeError as e:
         progress.close()
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="slices computed at once (default: CPU cores)")
     run.add_argument("--fsync", action="store_true", help="fsync the output before renaming it into place")
     run.add_argument("--hashes", action="store_true", help="compute all Civitai hashes of the output")
+    run.add_argument("--no-hash-cache", action="store_true",
+                     help="hash every input file again instead of trusting the hash cache "
+                          "($MERGEWORKS_HASH_CACHE, default ~/.cache/mergeworks/hashes.json)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=cmd_run)
 

@@ -24,6 +24,7 @@ order-independent (see ``methods``), and deterministic torch algorithms.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import math
 import os
@@ -42,8 +43,9 @@ from torch import Tensor
 
 from . import methods
 from .blocks import block_index
-from .direct_io import DirectFileWriter
-from .hashing import FileHasher, autov1_of_file, hash_file
+from .direct_io import DirectFileWriter, _set_direct
+from .hash_cache import HashCache, file_identity
+from .hashing import FileHasher, autov1_of_file
 from .recipe import OPS, Recipe, RecipeError, Step, canonical_dumps, merge_key, parse_recipe, resolve_inputs
 from .safetensors_io import (
     SafetensorsError,
@@ -51,6 +53,7 @@ from .safetensors_io import (
     SafetensorsWriter,
     TensorInfo,
     TensorSpec,
+    build_header,
     torch_dtype,
     write_all,
 )
@@ -204,6 +207,7 @@ class _Run:
         fsync: bool,
         chunk_elems: int,
         threads: int,
+        hash_cache: HashCache | None = None,
     ) -> None:
         self.recipe = recipe
         self.paths = dict(paths)
@@ -225,6 +229,9 @@ class _Run:
         self._lora_modules: dict[int, Any] = {}  # source index -> parsed LoRA modules
         self.merge_key: str | None = None
         self.all_sha256s: dict[str, str] = {}
+        self.hash_cache = hash_cache
+        # Inputs being hashed while the merge runs; their places in the header hold placeholders.
+        self.hashing: list[tuple[_Source, _InputHash]] = []
 
     # ---- setup --------------------------------------------------------------------------------
     def open_inputs(self) -> None:
@@ -266,25 +273,75 @@ class _Run:
         if errors:
             raise RecipeError(errors)
 
-    def resolve_sha256s(self) -> dict[str, str]:
+    def resolve_sha256s(self, defer: bool) -> dict[str, str]:
+        """Input SHA-256s: given, remembered (hash cache) or computed.
+
+        With ``defer`` the unknown ones are hashed on background threads
+        while the merge runs and stand in the header as placeholders of the
+        same width until ``finish_hashing`` (see ``_InputHash``); otherwise
+        they are hashed here, first.
+        """
         out: dict[str, str] = {}
+        started: list[tuple[_Source, _InputHash]] = []
         for src in self.sources:
             if src.name not in self.recipe.inputs:
                 continue
             # Hashes the caller already verified (the registry's stored files) are trusted;
             # a hash pinned in the recipe is a claim about a file we were handed, so check it.
             sha = self.known_sha256s.get(src.name)
+            if not sha and self.hash_cache is not None:
+                sha = self.hash_cache.get(src.path)
+                if sha:
+                    self._check_pinned(src, sha)
             if not sha:
-                sha = hash_file(src.path, kinds=("sha256",))["sha256"]
-                pinned = self.recipe.inputs[src.name].get("sha256")
-                if pinned and pinned.lower() != sha:
-                    raise MergeError(
-                        "input_hash",
-                        f"inputs.{src.name}: {src.path} has sha256 {sha}, but the recipe pins {pinned.lower()}",
-                    )
+                job = _InputHash(src.path)
+                job.start()
+                started.append((src, job))
+                continue
             src.sha256 = sha.lower()
             out[src.name] = src.sha256
+        if not defer:
+            for src, job in started:
+                out[src.name] = self._hashed(src, job)
+            return out
+        self.hashing = started
+        for i, (src, _job) in enumerate(started):
+            # Fixed-width stand-ins, so the header built with them has the final header's length:
+            # the pinned hash where the recipe pins one (checked once computed), else a distinct dummy.
+            pinned = self.recipe.inputs[src.name].get("sha256")
+            src.sha256 = pinned.lower() if isinstance(pinned, str) and len(pinned) == 64 else f"{i + 1:064x}"
+            out[src.name] = src.sha256
         return out
+
+    def _check_pinned(self, src: _Source, sha: str) -> None:
+        pinned = self.recipe.inputs[src.name].get("sha256")
+        if pinned and pinned.lower() != sha.lower():
+            raise MergeError(
+                "input_hash",
+                f"inputs.{src.name}: {src.path} has sha256 {sha.lower()}, but the recipe pins {pinned.lower()}",
+            )
+
+    def _hashed(self, src: _Source, job: "_InputHash") -> str:
+        sha = job.result()
+        self._check_pinned(src, sha)
+        if self.hash_cache is not None:
+            self.hash_cache.put(src.path, sha, job.identity)
+        src.sha256 = sha
+        return sha
+
+    def finish_hashing(self) -> bool:
+        """Wait for the inputs still being hashed and put their digests in place; True if there were any."""
+        if not self.hashing:
+            return False
+        hashing, self.hashing = self.hashing, []
+        for src, job in hashing:
+            self.all_sha256s[src.name] = self._hashed(src, job)
+        self.merge_key = merge_key(self.recipe, self.all_sha256s, _engine_version())
+        return True
+
+    def stop_hashing(self) -> None:
+        for _src, job in self.hashing:
+            job.stop()
 
     # ---- parameters for one key ---------------------------------------------------------------
     def param(self, step: Step, name: str, key: str) -> Any:
@@ -565,14 +622,25 @@ class _Run:
     def stream(self, plans: list[KeyPlan], fd: int) -> FileHasher | None:
         specs = [TensorSpec(p.name, p.dtype, p.shape) for p in plans]
         out = DirectFileWriter(fd)
+        deferred = None
         try:
-            writer, hasher = self._writer(fd, specs, self.metadata(), raw_write=out.write)
+            if self.hashing:
+                # The header is written now with placeholder input hashes and again,
+                # final, once the inputs are hashed; the output's hasher starts from
+                # the final header and catches up on the data it was held back from.
+                deferred = _DeferredHeader(self, specs)
+                hasher = deferred.hasher
+                writer = SafetensorsWriter(fd, specs, self.metadata(), sink=deferred.sink, raw_write=out.write)
+            else:
+                writer, hasher = self._writer(fd, specs, self.metadata(), raw_write=out.write)
         except BaseException:
             out.abort()
             raise
         try:
             self._stream(plans, writer)
             out.close()
+            if deferred is not None:
+                deferred.finish(fd, writer.header_bytes)
         except BaseException:
             out.abort()
             if hasher is not None:
@@ -735,7 +803,10 @@ class _Run:
 
         t0 = time.perf_counter()
         self.open_inputs()
-        sha256s = self.resolve_sha256s()
+        output_is_lora = OPS[self.recipe.step(self.recipe.output_step).op].output == "lora"
+        # A checkpoint output is streamed with its header rewritten at the end, so its
+        # inputs are hashed while it is merged; a LoRA output is small: hash first.
+        sha256s = self.resolve_sha256s(defer=not output_is_lora)
         self.all_sha256s = sha256s
         self.merge_key = merge_key(self.recipe, sha256s, _engine_version())
         out_dir = os.path.dirname(self.output_path)
@@ -743,7 +814,6 @@ class _Run:
         self.temp_files.append(tmp)
         with _deterministic(self.device):
             try:
-                output_is_lora = OPS[self.recipe.step(self.recipe.output_step).op].output == "lora"
                 lora_out = self.build_lora_steps(fd if output_is_lora else None)
                 if lora_out is not None:
                     hasher, n_tensors = lora_out
@@ -761,19 +831,22 @@ class _Run:
         size = os.path.getsize(tmp)
         os.replace(tmp, self.output_path)
         self.temp_files.remove(tmp)
+        if self.hash_cache is not None:
+            self.hash_cache.save()
         return RunResult(
             output_path=self.output_path,
             sha256=hashes.get("sha256") or "",
             tensors=n_tensors,
             bytes=size,
             merge_key=self.merge_key,
-            input_sha256s=sha256s,
+            input_sha256s=dict(self.all_sha256s),
             passthrough_keys=sorted(self.passthrough),
             hashes=hashes if self.output_hashes else None,
             seconds=time.perf_counter() - t0,
         )
 
     def cleanup(self) -> None:
+        self.stop_hashing()
         for src in self.sources:
             src.reader.close()
         for path in self.temp_files:
@@ -1060,6 +1133,141 @@ def _engine_version() -> str:
     return ENGINE_VERSION
 
 
+class _InputHash(threading.Thread):
+    """SHA-256 of a whole input file (header, every tensor the recipe reads or not), on its own thread.
+
+    It reads the file front to back while the merge streams the same file
+    (so mostly from the page cache the merge's reads fill), and hashlib
+    releases the GIL on each 8 MB chunk. ``identity`` is the file's size,
+    mtime and inode before the first byte was read, for the hash cache.
+    """
+
+    CHUNK = 8 << 20
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="input-sha256", daemon=True)
+        self.path = path
+        self.identity = file_identity(path)[1]
+        self._halt = threading.Event()
+        self._sha: str | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            h = hashlib.sha256()
+            buf = bytearray(self.CHUNK)
+            view = memoryview(buf)
+            with open(self.path, "rb", buffering=0) as f:
+                advise = getattr(os, "posix_fadvise", None)
+                if advise is not None:
+                    advise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                while not self._halt.is_set():
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+            self._sha = h.hexdigest()
+        except BaseException as e:  # surfaced by result()
+            self._error = e
+
+    def result(self) -> str:
+        self.join()
+        if self._error is not None:
+            raise MergeError("input_read", f"could not hash {self.path}: {self._error}") from None
+        if self._sha is None:
+            raise MergeError("internal", f"hashing of {self.path} was stopped")
+        return self._sha
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join()
+
+
+class _DeferredHeader:
+    """The output's header while its input hashes are still being computed.
+
+    The writer writes a header built with placeholder hashes (as long as the
+    final one: all hashes are 64 hex digits) and then the data. Data the
+    output hasher cannot take yet (SHA-256 must start with the final header)
+    is held, up to ``HOLD_BYTES``; past that, or once the inputs are hashed,
+    the hashes are collected and the hasher gets the final header and catches
+    up. At the end the final header is written over the placeholder one, or,
+    when its length differs after all (two inputs with the same bytes merge
+    their provenance entries), the data is moved to fit it. The file's bytes
+    are the same as when the hashes are known up front.
+    """
+
+    HOLD_BYTES = 128 << 20
+
+    def __init__(self, run: "_Run", specs: list[TensorSpec]) -> None:
+        self.run = run
+        self.specs = specs
+        self.hasher = (FileHasher() if run.output_hashes else FileHasher(("sha256",))) if run.hash_output else None
+        self._header_seen = False
+        self._held: list[memoryview] = []
+        self._held_bytes = 0
+        self._final: bytes | None = None
+
+    def _inputs_hashed(self) -> bool:
+        return all(not job.is_alive() for _src, job in self.run.hashing)
+
+    def sink(self, view: memoryview) -> None:
+        if not self._header_seen:
+            self._header_seen = True  # the placeholder header: the final one replaces it
+            return
+        if self.hasher is None:
+            return
+        if self._final is not None:
+            self.hasher.update(view, owned=True)
+            return
+        self._held.append(view)
+        self._held_bytes += len(view)
+        if self._held_bytes >= self.HOLD_BYTES or self._inputs_hashed():
+            self._resolve()
+
+    def _resolve(self) -> bytes:
+        if self._final is None:
+            self.run.finish_hashing()
+            self._final = build_header(self.specs, self.run.metadata())[0]
+            if self.hasher is not None:
+                self.hasher.update(memoryview(self._final))
+                for view in self._held:
+                    self.hasher.update(view, owned=True)
+            self._held.clear()
+        return self._final
+
+    def finish(self, fd: int, placeholder_len: int) -> None:
+        final = self._resolve()
+        _set_direct(fd, False)
+        if len(final) != placeholder_len:
+            _move_tail(fd, placeholder_len, len(final))
+        done = 0
+        while done < len(final):
+            done += os.pwrite(fd, final[done:], done)
+
+
+def _move_tail(fd: int, old_start: int, new_start: int) -> None:
+    """Move everything from ``old_start`` to the end of the file so it begins at ``new_start``."""
+    size = os.fstat(fd).st_size
+    count = size - old_start
+    chunk = 64 << 20
+    if new_start > old_start:  # growing: copy from the end backwards
+        pos = count
+        while pos > 0:
+            n = min(chunk, pos)
+            pos -= n
+            data = os.pread(fd, n, old_start + pos)
+            os.pwrite(fd, data, new_start + pos)
+    else:
+        pos = 0
+        while pos < count:
+            data = os.pread(fd, min(chunk, count - pos), old_start + pos)
+            os.pwrite(fd, data, new_start + pos)
+            pos += len(data)
+        os.ftruncate(fd, new_start + count)
+
+
 def _temp_in(directory: str, prefix: str) -> tuple[int, str]:
     import tempfile
 
@@ -1136,11 +1344,14 @@ def execute(
     fsync: bool = False,
     chunk_elems: int = SLICE_ELEMS,
     threads: int | None = None,
+    hash_cache: HashCache | None = None,
 ) -> RunResult:
     """Run ``recipe`` on the files in ``inputs`` (name -> path) into ``output_path``.
 
     ``input_sha256s`` gives already-known input hashes (the hub knows them);
-    inputs without one are hashed first, for the provenance metadata.
+    ``hash_cache`` remembers the others between runs (``hash_cache.HashCache``).
+    Inputs hashed by neither are hashed for the provenance metadata while the
+    merge runs, and the header is completed at the end (``_DeferredHeader``).
     The output's SHA-256 is computed while it is written (``RunResult.sha256``;
     all Civitai hashes with ``output_hashes``) unless ``hash_output`` is false:
     on CPUs without SHA extensions hashing a checkpoint takes longer than
@@ -1175,6 +1386,7 @@ def execute(
         fsync,
         chunk_elems,
         threads or (1 if device.startswith("cuda") else min(os.cpu_count() or 1, 8)),
+        hash_cache,
     )
     _keep_freed_memory()
     # Pieces are small (256K elements): torch's own intra-op threads would

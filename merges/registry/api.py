@@ -119,6 +119,8 @@ def job_out(job: MergeJob) -> dict[str, Any]:
         "cancelRequested": job.cancel_requested,
         "worker": job.worker or None,
         "error": job.error or None,
+        # An earlier attempt died or failed and this one is its retry; `error` says why.
+        "retrying": job.status in MergeJob.ACTIVE and job.attempts >= 1 and bool(job.error),
         "mergeKey": job.merge_key,
         "engineVersion": job.engine_version,
         "recipeId": job.recipe_version.recipe_id,

@@ -24,9 +24,15 @@ def max_attempts() -> int:
     return int(_get("MERGE_JOB_MAX_ATTEMPTS", lambda: env_int("MERGE_JOB_MAX_ATTEMPTS", 3)))
 
 
-def stale_seconds() -> int:
-    """A running job whose heartbeat is older than this has lost its worker."""
-    return int(_get("MERGE_JOB_STALE_SECONDS", lambda: env_int("MERGE_JOB_STALE_SECONDS", 300)))
+def stale_seconds() -> float:
+    """A running job whose heartbeat is older than this has lost its worker, and its claim may be taken over.
+
+    Some twenty missed beats: long enough that a busy database or a slow
+    beat does not hand a live merge to a second worker, short enough that the
+    redelivered message of a killed worker starts the next attempt within
+    seconds (see jobs._claim).
+    """
+    return float(_get("MERGE_JOB_STALE_SECONDS", lambda: float(env_str("MERGE_JOB_STALE_SECONDS", "10"))))
 
 
 def requeue_seconds() -> int:

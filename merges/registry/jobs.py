@@ -4,8 +4,10 @@ The job row is the truth. A worker claims it with one conditional UPDATE
 (queued → running, attempts + 1) and only acts if that UPDATE changed a row,
 so a redelivered message for a job that is running elsewhere or already
 finished does nothing. While the engine runs, a heartbeat thread writes the
-progress (throttled) and the heartbeat, and looks for a cancel request; the
-sweeper (`services.merge_jobs_sweep`) requeues a job whose heartbeat stopped.
+progress (throttled) and the heartbeat, and looks for a cancel request. A
+redelivered message takes over a running job whose heartbeat has stopped
+(`_claim`), so a killed worker's job is retried within seconds; the sweeper
+(`services.merge_jobs_sweep`) requeues one whose message did not come back.
 The result is published in the same transaction that marks the job succeeded,
 under a row lock and only if this attempt still owns the job, so a job is
 published at most once however many workers touched it.
@@ -19,12 +21,11 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from hub.files.services import FileRejected, blob_ingest_path
@@ -52,19 +53,26 @@ def input_cache() -> InputCache:
 
 
 def _claim(job_id: int, worker: str) -> MergeJob | None:
-    """Take the job for this attempt, or None if it is not ours to run."""
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=conf.stale_seconds())
-    claimable = Q(status=MergeJob.Status.QUEUED) | Q(status=MergeJob.Status.RUNNING, heartbeat_at__lt=stale_before)
-    n = (
-        MergeJob.objects.filter(claimable, pk=job_id, attempts__lt=conf.max_attempts(), cancel_requested=False)
-        .update(
-            status=MergeJob.Status.RUNNING,
-            attempts=F("attempts") + 1,
-            worker=worker[:200],
-            started_at=now,
+    """Take the job for this attempt, or None if it is not ours to run.
+
+    A queued job is taken at once. A running one is taken over only once its
+    heartbeat has stopped for `conf.stale_seconds()`: a worker killed mid-merge
+    gets its message redelivered straight away (acks_late and
+    reject_on_worker_lost), and rather than drop it because the row still says
+    running, this waits, watching the heartbeat, until the heartbeat either
+    moves (the job is alive elsewhere: a duplicate message, dropped) or goes
+    stale (the attempt died: take it over and say so in `error`).
+    """
+    limit = conf.max_attempts()
+    stale = conf.stale_seconds()
+    poll = min(max(conf.heartbeat_seconds(), 0.2), 1.0)
+    watched: tuple[int, Any] | None = None
+    deadline = time.monotonic() + stale + 4 * poll + 2
+    while True:
+        now = timezone.now()
+        claim = dict(
+            status=MergeJob.Status.RUNNING, attempts=F("attempts") + 1, worker=worker[:200], started_at=now,
             heartbeat_at=now,
-            error="",
             # A retry starts its progress over rather than showing the lost attempt's.
             phase=MergeJob.Phase.FETCHING,
             progress=0.0,
@@ -73,14 +81,47 @@ def _claim(job_id: int, worker: str) -> MergeJob | None:
             bytes_done=0,
             bytes_total=0,
         )
-    )
-    if n == 1:
-        return MergeJob.objects.select_related("recipe_version", "requested_by").get(pk=job_id)
-    # Not claimable: finished, running elsewhere, cancelled, or out of attempts.
-    MergeJob.objects.filter(claimable, pk=job_id, attempts__gte=conf.max_attempts()).update(
+        ours = MergeJob.objects.filter(pk=job_id, attempts__lt=limit, cancel_requested=False)
+        # `error` keeps why the previous attempt was retried, for the API, until the job ends.
+        if ours.filter(status=MergeJob.Status.QUEUED).update(**claim):
+            return MergeJob.objects.select_related("recipe_version", "requested_by").get(pk=job_id)
+        row = MergeJob.objects.filter(pk=job_id).values(
+            "status", "attempts", "heartbeat_at", "worker", "cancel_requested"
+        ).first()
+        if row is None or row["status"] != MergeJob.Status.RUNNING:
+            break
+        beat = row["heartbeat_at"]
+        silent = (now - beat).total_seconds() if beat else stale
+        if silent >= stale:
+            dead = MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.RUNNING, attempts=row["attempts"],
+                                           heartbeat_at=beat)
+            reason = (f"attempt {row['attempts']} stopped: no heartbeat from {row['worker'] or 'its worker'} "
+                      f"for {silent:.0f} s")
+            if row["cancel_requested"]:
+                dead.update(status=MergeJob.Status.CANCELLED, finished_at=now, error=f"{reason}; cancelled")
+                return None
+            if row["attempts"] >= limit:
+                dead.update(status=MergeJob.Status.FAILED, finished_at=now,
+                            error=f"{reason}; gave up after {limit} attempts")
+                return None
+            if dead.filter(cancel_requested=False).update(
+                **claim, error=f"{reason}; retrying as attempt {row['attempts'] + 1}"
+            ):
+                logger.warning("merge job %s: %s; taking it over", job_id, reason)
+                return MergeJob.objects.select_related("recipe_version", "requested_by").get(pk=job_id)
+            continue  # someone else changed the row meanwhile: look again
+        if watched is not None and watched != (row["attempts"], beat):
+            return None  # the heartbeat moved: that attempt is alive elsewhere
+        if time.monotonic() > deadline:
+            return None
+        watched = (row["attempts"], beat)
+        time.sleep(min(poll, max(stale - silent, 0.05)))
+    # Not claimable: finished, cancelled, or out of attempts.
+    now = timezone.now()
+    MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, attempts__gte=limit).update(
         status=MergeJob.Status.FAILED,
         finished_at=now,
-        error=f"gave up after {conf.max_attempts()} attempts",
+        error=f"gave up after {limit} attempts",
     )
     MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, cancel_requested=True).update(
         status=MergeJob.Status.CANCELLED, finished_at=now
@@ -204,23 +245,24 @@ def _upload(path: Path, expected_sha256: str | None):
 def _preview_hook(model_version_id: int) -> None:
     """Ask for the output's preview grid, where this deployment renders previews.
 
-    Rendering lives in hub.previews (service) and workers.tasks.render (its
-    task); the service never raises, it logs why nothing was rendered.
+    Rendering lives in hub.previews (the service enqueues its task by name);
+    the service never raises, it logs why nothing was rendered.
     """
     from django.apps import apps
 
     if not conf.previews_enabled() or not apps.is_installed("hub.previews"):
         return
-    try:
-        import workers.tasks.render  # noqa: F401  (no render task, no previews)
-        from hub.previews.services import render_request_for_merge
-    except ImportError:
-        return
+    from hub.previews.services import render_request_for_merge
+
     render_request_for_merge(model_version_id=model_version_id)
 
 
 def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
     """Run job `job_id` on this worker (idempotent; see module docstring)."""
+    # Imported before the claim: a cold torch import must not eat into the heartbeat's silence.
+    from merges.engine import ENGINE_VERSION, run_recipe
+    from merges.engine.executor import MergeCancelled
+
     job = _claim(job_id, worker)
     if job is None:
         return Outcome("skipped", "not claimable (finished, cancelled, running elsewhere or out of attempts)")
@@ -229,11 +271,8 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
     # The same merge may have been published since this job was queued.
     done = MergeOutput.objects.filter(merge_key=job.merge_key).order_by("id").first()
     if done is not None:
-        _finish(job, attempt, status=MergeJob.Status.SUCCEEDED, output_id=done.model_version_id, progress=1.0)
+        _finish(job, attempt, status=MergeJob.Status.SUCCEEDED, output_id=done.model_version_id, progress=1.0, error="")
         return Outcome("succeeded", "cached")
-
-    from merges.engine import ENGINE_VERSION, run_recipe
-    from merges.engine.executor import MergeCancelled
 
     cache = input_cache()
     # A killed earlier attempt of this job may have left its work folder behind.
@@ -297,6 +336,7 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
             bytes_done=F("bytes_total"),
             finished_at=timezone.now(),
             engine_seconds=engine_seconds,
+            error="",
         )
         transaction.on_commit(lambda: _preview_hook(version.pk))
     return Outcome("succeeded", f"model version {version.pk}")

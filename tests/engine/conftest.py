@@ -12,3 +12,9 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def _s3_bucket() -> None:
     return None
+
+
+@pytest.fixture(autouse=True)
+def _hash_cache_in_tmp(tmp_path, monkeypatch) -> None:
+    """The CLI's input hash cache goes under the test's tmp dir, never the user's ~/.cache."""
+    monkeypatch.setenv("MERGEWORKS_HASH_CACHE", str(tmp_path / "hash-cache.json"))

@@ -155,6 +155,33 @@ def test_worker_killed_mid_merge_is_retried_and_finishes_exactly_once(
     assert ModelVersion.objects.filter(model__owner=alice, model__checkpoint_type="Merge").count() == 1
 
 
+def test_a_killed_merge_process_is_retried_from_its_redelivered_message_within_seconds(
+    live_worker, public_recipe, alice, monkeypatch
+):
+    import os
+    import signal
+
+    import psutil
+
+    monkeypatch.setenv("MERGE_DEBUG_TENSOR_DELAY", "0.02")
+    monkeypatch.setenv("MERGE_JOB_STALE_SECONDS", "3")
+    worker = live_worker()
+    job = merge_run(version=public_recipe.versions.get(), user=alice).job
+    wait_for(lambda: job_state(job.pk).tensors_done >= 100, timeout=120, what="the merge to get going")
+    (child,) = psutil.Process(worker.proc.pid).children()
+    os.kill(child.pid, signal.SIGKILL)  # the merge process only: the worker redelivers its message
+    killed_at = time.time()
+
+    # No sweeper runs here: the redelivered message takes the job over once its heartbeat is 3 s silent.
+    retried = wait_for(lambda: MergeJob.objects.filter(pk=job.pk, attempts=2, status="running").first(),
+                       timeout=30, what="the next attempt")
+    assert retried.started_at.timestamp() - killed_at < 30
+    assert retried.error.startswith("attempt 1 stopped: no heartbeat") and "retrying as attempt 2" in retried.error
+    done = wait_for(lambda: finished(job.pk), what="the retried job")
+    assert done.status == "succeeded" and done.attempts == 2 and done.error == ""
+    assert MergeOutput.objects.filter(merge_key=job.merge_key).count() == 1
+
+
 def test_duplicate_delivery_after_success_changes_nothing(live_worker, public_recipe, alice):
     from workers.tasks.merge import merge_job_run
 

@@ -31,3 +31,11 @@ def uploads_expire() -> dict:
     from hub.uploads.services import uploads_expire as uploads_expire_service
 
     return {**uploads_expire_service(), **example_images_sweep()}
+
+
+@shared_task
+def staging_sweep() -> dict:
+    """Remove staging objects and multipart uploads that a killed process left behind."""
+    from hub.uploads.services import staging_sweep as staging_sweep_service
+
+    return staging_sweep_service()
