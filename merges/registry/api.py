@@ -28,6 +28,7 @@ from hub.api.pagination import cursor_datetime, cursor_int, decode_cursor, encod
 from hub.api.schemas import ErrorOut
 from hub.catalog.api_serialize import iso
 from hub.catalog.models import ModelVersion
+from hub.faults import BIGINT_MAX
 from hub.catalog.selectors import version_get_for
 from hub.files.models import ModelFile
 from merges.registry import conf, selectors, services
@@ -137,6 +138,7 @@ def job_out(job: MergeJob) -> dict[str, Any]:
 
 _JSON = OpenApiTypes.OBJECT
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+_RUN_ERRORS = {**_ERRORS, 503: OpenApiResponse(ErrorOut, description="The task queue is down; nothing was queued (Retry-After)")}
 
 
 class RecipeIn(serializers.Serializer):
@@ -159,13 +161,13 @@ class VersionIn(serializers.Serializer):
 
 
 class ForkIn(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Version number (default: latest)")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="Version number (default: latest)")
     title = serializers.CharField(required=False, max_length=200)
     visibility = serializers.ChoiceField(choices=Recipe.Visibility.values, required=False)
 
 
 class RunIn(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Version number (default: latest)")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="Version number (default: latest)")
 
 
 class ValidateIn(serializers.Serializer):
@@ -173,8 +175,8 @@ class ValidateIn(serializers.Serializer):
 
 
 class ImportIn(serializers.Serializer):
-    fileId = serializers.IntegerField(required=False)
-    modelVersionId = serializers.IntegerField(required=False)
+    fileId = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
+    modelVersionId = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
     title = serializers.CharField(required=False, max_length=200)
 
 
@@ -469,7 +471,7 @@ class RecipeRunView(RegistryView):
         responses={
             200: OpenApiResponse(_JSON, description="{cached: true, job: null, output}"),
             202: OpenApiResponse(_JSON, description="{cached: false, job, output: null}"),
-            **_ERRORS,
+            **_RUN_ERRORS,
         },
         tags=["merge jobs"],
     )
