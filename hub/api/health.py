@@ -131,7 +131,9 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     checks: dict[str, Any] = {"database": _timed(_check_database)}
     for name, future in (("broker", broker), ("storage", storage)):
         try:
-            checks[name] = future.result(timeout=timeout + 0.5)
+            # Each probe's own socket timeouts bound it; the margin covers
+            # building its client on the first call (boto3 takes a while).
+            checks[name] = future.result(timeout=timeout + 2.5)
         except FutureTimeout:
             checks[name] = {"status": "down", "error": f"no answer within {timeout:g}s", "latencyMs": None}
     return all(c["status"] == "ok" for c in checks.values()), checks
