@@ -166,8 +166,12 @@ class ForkIn(serializers.Serializer):
     visibility = serializers.ChoiceField(choices=Recipe.Visibility.values, required=False)
 
 
+# Version numbers are a 32-bit column.
+RUN_VERSION_MAX = 2**31 - 1
+
+
 class RunIn(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="Version number (default: latest)")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=RUN_VERSION_MAX, help_text="Version number (default: latest)")
 
 
 class ValidateIn(serializers.Serializer):
@@ -432,7 +436,7 @@ def _peek_run_version(request) -> Any:
     if "version" not in body:
         return None
     number = body["version"]
-    return number if type(number) is int and number >= 1 else _UNREAD
+    return number if type(number) is int and 1 <= number <= RUN_VERSION_MAX else _UNREAD
 
 
 class RecipeRunView(RegistryView):
