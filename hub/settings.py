@@ -269,6 +269,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Path ids past a bigint answer 404 (hub.api.middleware); say so in the schema.
     "PATH_CONVERTER_OVERRIDES": {"int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "hub.api.schema_extensions.add_common_error_responses",
+    ],
 }
 DOWNLOAD_RATE_LIMIT_PER_MINUTE = env_int("DOWNLOAD_RATE_LIMIT_PER_MINUTE", 120)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024**3)
