@@ -6,7 +6,8 @@
 - `GET /api/v1/health`: readiness. Each part the hub needs is checked with a
   short timeout and reported with its status and latency; 503 when any is
   down, naming it. The database is checked on the request's own connection
-  (`SELECT 1`, bounded by `connect_timeout`); Redis (broker and cache) and
+  (`SELECT 1`, bounded by `connect_timeout`, and by a watchdog that cuts an
+  established connection gone silent); Redis (broker and cache) and
   the store are checked at the same time in a small thread pool, each with
   its own client whose timeouts fit HEALTH_PROBE_TIMEOUT, so the answer
   comes within about that long whatever hangs. The store's answer is
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
@@ -51,7 +53,34 @@ def _timed(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _cut_if_silent(seconds: float) -> threading.Timer | None:
+    """Shut the open connection's socket down if the probe is still waiting after `seconds`.
+
+    libpq has no read timeout, and a server that is stopped but whose kernel
+    still acknowledges (SIGSTOP, a wedged host) leaves an established
+    connection waiting for ever; statement_timeout cannot fire in a server
+    that does not run. Shutting the socket wakes the wait with an error.
+    """
+    raw = connection.connection
+    fileno = getattr(raw, "fileno", None)
+    if raw is None or fileno is None:
+        return None  # not connected yet: connect_timeout bounds the connect
+
+    def cut():
+        try:
+            with socket.socket(fileno=os.dup(fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _check_database() -> dict[str, Any]:
+    timer = _cut_if_silent(_timeout()) if connection.vendor == "postgresql" else None
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -60,6 +89,9 @@ def _check_database() -> dict[str, Any]:
         # Do not hand a broken connection to the next request on this thread.
         connection.close_if_unusable_or_obsolete()
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     return {"vendor": connection.vendor}
 
 
