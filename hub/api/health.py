@@ -122,6 +122,7 @@ def _storage_probe() -> dict[str, Any]:
     bucket = getattr(storage, "bucket_name", None)
     if bucket is None:
         location = getattr(storage, "location", "")
+        os.makedirs(location, exist_ok=True)  # made on first write anyway
         if not os.access(location, os.W_OK):
             raise OSError(f"the store folder {location} is not writable")
         return {"kind": "local"}

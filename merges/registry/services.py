@@ -28,9 +28,9 @@ from hub.accounts.services import (
 from hub.catalog.api_prepared import Row, instance_from_row
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
+from hub.faults import BrokerUnavailable
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
-from hub.faults import BrokerUnavailable
 from hub.tasks_enqueue import broker_started_at, task_send
 from merges.engine.recipe import OPS, RecipeError, merge_key as engine_merge_key
 from merges.registry import conf, lookups, selectors

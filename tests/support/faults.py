@@ -41,6 +41,10 @@ class HungListener:
 
     def close(self) -> None:
         self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for conn in self._held:
             conn.close()
@@ -66,9 +70,7 @@ class FaultProxy:
     def refuse(self) -> None:
         """Close the listening port and drop every connection: clients see refused connections."""
         self.mode = "refuse"
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        self._stop_listening()
         self._drop_all()
 
     def hang(self) -> None:
@@ -87,9 +89,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self.mode = "refuse"
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        self._stop_listening()
         self._drop_all()
 
     # --- plumbing --------------------------------------------------------------------------
@@ -100,6 +100,18 @@ class FaultProxy:
         sock.listen(128)
         self._listener = sock
         threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            # close() alone leaves the port listening while accept() blocks in
+            # another thread (connections would queue, not be refused);
+            # shutdown() wakes accept() and stops listening at once.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
 
     def _drop_all(self) -> None:
         with self._lock:
