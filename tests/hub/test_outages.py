@@ -79,6 +79,9 @@ def s3_down(settings, dead_port):
     options = {**blobs["OPTIONS"], "endpoint_url": f"http://127.0.0.1:{dead_port}",
                "connect_timeout": 1, "read_timeout": 2, "max_attempts": 1}
     settings.STORAGES = {**settings.STORAGES, "blobs": {**blobs, "OPTIONS": options}}
+    from hub.files.storage import blob_storage
+
+    blob_storage().client  # built before the clock starts: a cold boto3 client takes seconds on a busy machine
     health._s3_client = None
     health._storage_result = None
     yield
