@@ -11,7 +11,8 @@ deployed (2 workers × 4 threads, gthread, keep-alive) on loopback over
 PostgreSQL, Redis and S3 (moto), and drives it with wrk for `--duration`
 seconds per endpoint and connection count:
 
-- health           GET /api/v1/health (the baseline of every ratio)
+- health           GET /api/v1/health/live, the liveness route (the baseline of every ratio;
+                   /api/v1/health is now a readiness check that probes every dependency)
 - list (anon)      GET /api/v1/models?limit=20
 - list (API key)   the same with an API key (read scope)
 - by-hash          GET /api/v1/model-versions/by-hash/{hash}, over 2,000 hashes
@@ -133,7 +134,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="loadbench-"))
     endpoints = {
-        "health": _lua_script(work, "health", ["/api/v1/health"], {}),
+        "health": _lua_script(work, "health", ["/api/v1/health/live"], {}),
         "list (anon)": _lua_script(work, "list", ["/api/v1/models?limit=20"], {}),
         "list (API key)": _lua_script(work, "list_key", ["/api/v1/models?limit=20"],
                                       {"Authorization": f"Bearer {token}"}),

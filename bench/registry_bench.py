@@ -14,7 +14,7 @@ the moto server, and starts one real Celery worker process (all queues).
   on local copies of the same inputs. Overhead = wall − engine; target:
   overhead ≤ 2 × engine time (tiny SD1 inputs, ~5.8 MB each, 968 tensors).
 - Cache hits: median latency of `POST …/run` for a merge that already has an
-  output (answered 200 with the output, no job) against `GET /api/v1/health`,
+  output (answered 200 with the output, no job) against `GET /api/v1/health/live` (liveness),
   as a client sees them: over HTTP keep-alive to a live gunicorn; target ratio
   ≤ 2. The same pair through Django's test client (no sockets, so the view's
   own CPU weighs more) is printed beside it, for comparison.
@@ -241,10 +241,10 @@ def main() -> None:
         for where, hit, health in (
             ("in process (Django test client)",
              lambda: client.post(run_path, {"version": last}, format="json"),
-             lambda: health_client.get("/api/v1/health")),
+             lambda: health_client.get("/api/v1/health/live")),
             ("live gunicorn over HTTP keep-alive",
              lambda: server.request("POST", run_path, {"version": last}),
-             lambda: server.request("GET", "/api/v1/health", auth=False)),
+             lambda: server.request("GET", "/api/v1/health/live", auth=False)),
         ):
             for _ in range(20):  # warm both paths
                 hit()
@@ -289,7 +289,7 @@ def main() -> None:
           f"claim, input cache, upload to the store, publish)")
     for where, (hit_ms, health_ms) in hits.items():
         print(f"Cache hit, {where} ({args.hits} requests each): POST …/run median {hit_ms:.2f} ms; "
-              f"GET /api/v1/health {health_ms:.2f} ms")
+              f"GET /api/v1/health/live {health_ms:.2f} ms")
         if where.startswith("in process"):
             print(f"  cache hit / health = {hit_ms / health_ms:.2f}  (for comparison; the target is over HTTP)")
         else:

@@ -17,5 +17,12 @@ def redis_client():
     if client is None:
         import redis
 
-        client = _clients[url] = redis.Redis.from_url(url)
+        # Bounded waits: a Redis that accepts connections and never answers
+        # must cost a request seconds, not the thread.
+        client = _clients[url] = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=getattr(settings, "REDIS_CONNECT_TIMEOUT", 2),
+            socket_timeout=getattr(settings, "REDIS_SOCKET_TIMEOUT", 2),
+            socket_keepalive=True,
+        )
     return client

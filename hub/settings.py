@@ -52,6 +52,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every failure under /api/ and on the HF routes ends as JSON.
+    "hub.api.middleware.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,8 +94,36 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+# Timeouts, so an unreachable or silent part costs a request seconds, not minutes.
+# Web processes (hub.wsgi sets MERGEWORKS_ROLE=web) also cap each SQL
+# statement; workers, the CLI and migrations do not, because merges and
+# ingests legitimately run long.
+MERGEWORKS_ROLE = env_str("MERGEWORKS_ROLE", "")
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30000 if MERGEWORKS_ROLE == "web" else 0)
+REDIS_CONNECT_TIMEOUT = float(env_str("REDIS_CONNECT_TIMEOUT", "2"))
+REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "2"))
+# A request waits for S3 at most about connect + read timeout (one attempt);
+# workers, storing and re-reading whole files, wait longer and retry.
+_WEB = MERGEWORKS_ROLE == "web"
+S3_CONNECT_TIMEOUT = float(env_str("S3_CONNECT_TIMEOUT", "2"))
+S3_READ_TIMEOUT = float(env_str("S3_READ_TIMEOUT", "3" if _WEB else "30"))
+S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 1 if _WEB else 3)
+# Readiness (/api/v1/health): how long each dependency probe may take.
+HEALTH_PROBE_TIMEOUT = float(env_str("HEALTH_PROBE_TIMEOUT", "2"))
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
+    # A peer that stops acknowledging (host gone, partition) fails the
+    # connection instead of leaving the request waiting on the kernel.
+    _db_options.setdefault("keepalives", 1)
+    _db_options.setdefault("keepalives_idle", 10)
+    _db_options.setdefault("keepalives_interval", 5)
+    _db_options.setdefault("keepalives_count", 2)
+    _db_options.setdefault("tcp_user_timeout", 10000)
+    if DB_STATEMENT_TIMEOUT_MS > 0:
+        _db_options["options"] = f"{_db_options.get('options', '')} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}".strip()
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -109,7 +139,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache and broker -------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Rendered models-list pages shared by anonymous clients, in Redis, dropped on
@@ -137,6 +173,9 @@ if S3_BUCKET:
         "default_acl": None,
         "addressing_style": env_str("S3_ADDRESSING_STYLE", "path"),
         "signature_version": "s3v4",
+        "connect_timeout": S3_CONNECT_TIMEOUT,
+        "read_timeout": S3_READ_TIMEOUT,
+        "max_attempts": S3_MAX_ATTEMPTS,
     }
     _blob_backend = {"BACKEND": "hub.files.storage.S3BlobStorage", "OPTIONS": _s3_options}
     _media_backend = {"BACKEND": "hub.files.storage.S3BlobStorage", "OPTIONS": {**_s3_options, "location": "media"}}
@@ -179,7 +218,18 @@ else:
     CELERY_RESULT_BACKEND = f"file://{_queue_dir / 'results'}"
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)
 if REDIS_URL:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        # Above BRPOP's 1 s wait, so a worker's idle poll never times out.
+        "socket_timeout": max(REDIS_SOCKET_TIMEOUT, 2.0),
+        "socket_keepalive": True,
+    }
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_CONNECT_TIMEOUT
+    CELERY_REDIS_SOCKET_TIMEOUT = max(REDIS_SOCKET_TIMEOUT, 2.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+# Workers keep retrying the broker at start-up instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -240,6 +290,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # validatorUrl: Swagger UI would otherwise send the schema to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Path ids past a bigint answer 404 (hub.api.middleware); say so in the schema.
+    "PATH_CONVERTER_OVERRIDES": {"int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "hub.api.schema_extensions.add_common_error_responses",
+    ],
 }
 # Virus scanning with ClamAV's daemon (hub.files.virus_scan): a Unix socket, or
 # a host (and port). Unset: files are not virus-scanned and no status is shown.

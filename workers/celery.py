@@ -1,6 +1,17 @@
-"""The Celery app (defined in hub.celery, so the web side sends tasks by name without importing workers/)."""
+"""The Celery app. Queue routing and reliability options live in hub.settings (CELERY_*)."""
 from __future__ import annotations
 
-from hub.celery import app
+import os
 
-__all__ = ["app"]
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+app = Celery("mergeworks")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.include = [
+    "workers.tasks.housekeeping",
+    "workers.tasks.ingest",
+    "workers.tasks.merge",
+    "workers.tasks.render",
+]

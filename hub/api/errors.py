@@ -5,12 +5,17 @@ like a model file: it is always a small JSON object with a status >= 400.
 """
 from __future__ import annotations
 
+import logging
+import re
+
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from hub.catalog.services import CatalogError
+from hub.faults import classify
 
 
 def error_body(message: str, *, code: str, status_code: int, details=None) -> dict:
@@ -27,7 +32,27 @@ def json_error(message: str, *, code: str, status_code: int, details=None, heade
     return response
 
 
+logger = logging.getLogger("django.request")
+_UNSAFE_HEADER_CHARS = re.compile(r"[^\x20-\x7e]")
+
+
+def safe_header_text(text: str, limit: int = 300) -> str:
+    """Printable ASCII only: a header never carries a control character, a line break or user text the server rejects."""
+    return _UNSAFE_HEADER_CHARS.sub("?", text)[:limit]
+
+
 def exception_handler(exc, context):
+    """DRF's handler, plus unavailable dependencies (503) and out-of-range input (400).
+
+    Anything else that is not DRF's is left to `hub.api.middleware`, which
+    logs it and answers a JSON 500.
+    """
+    if not isinstance(exc, exceptions.APIException) and (fault := classify(exc)) is not None:
+        logger.warning("%s: %s: %s", fault.code, type(exc).__name__, exc)
+        set_rollback()
+        details = {"part": fault.part} if fault.part else None
+        return Response(error_body(fault.message, code=fault.code, status_code=fault.status, details=details),
+                        status=fault.status, headers=fault.headers())
     if isinstance(exc, CatalogError):
         details = {exc.field: [str(exc)]} if exc.field else None
         return Response(

@@ -18,3 +18,42 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             {"type": "apiKey", "in": "query", "name": "token",
              "description": "The same API key, for clients that cannot set headers (Civitai style)"},
         ]
+
+
+# Errors every operation can answer, whatever its own responses say: bad
+# input, a key without the scope, an unknown id, a dependency that is down.
+# They are all the same small JSON body (hub.api.errors), so the schema says so
+# once here rather than in every view.
+COMMON_ERRORS = {
+    "400": "Invalid request (JSON error body)",
+    "401": "Authentication failed (JSON error body)",
+    "403": "Not allowed, or the API key lacks the scope (JSON error body)",
+    "404": "No such object, or not visible to you (JSON error body)",
+    "503": "A part the hub needs is down; retry after Retry-After (JSON error body naming it)",
+}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "Human-readable message"},
+        "code": {"type": "string", "description": "Machine-readable code, e.g. not_found, rate_limited"},
+        "status": {"type": "integer"},
+        "details": {},
+    },
+    "required": ["error", "code", "status"],
+}
+
+
+def add_common_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: document COMMON_ERRORS on every operation."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorOut", _ERROR_SCHEMA)
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, description in COMMON_ERRORS.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": {"application/json": {"schema": ref}}}
+                )
+    return result

@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from hub.api import schema_extensions  # noqa: F401  (registers the API key auth scheme)
-from hub.api.health import health
+from hub.api.health import health, health_live
 from hub.api.views_accounts import ApiKeyDetailView, ApiKeyListView, MeView
 from hub.api.views_catalog import (
     CreatorListView,
@@ -17,6 +17,7 @@ from hub.api.views_downloads import DownloadView
 app_name = "api"
 urlpatterns = [
     path("v1/health", health, name="health"),
+    path("v1/health/live", health_live, name="health-live"),
     path("download/models/<int:version_id>", DownloadView.as_view(), name="download"),
     path("v1/models", ModelListView.as_view(), name="models"),
     path("v1/models/<int:model_id>", ModelDetailView.as_view(), name="model"),

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from hub.api.negotiation import JsonOnlyNegotiation
 from hub.api.schemas import ErrorOut
+from hub.faults import BIGINT_MAX
 from hub.files.downloads import DownloadError, download_serve
 
 
@@ -15,9 +16,12 @@ def _int_param(request, name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise DownloadError(400, "invalid", f"{name} must be an integer") from None
+    if not 0 <= value <= BIGINT_MAX:
+        raise DownloadError(404, "not_found", f"no file with {name}={raw}")
+    return value
 
 
 class DownloadView(APIView):
@@ -53,6 +57,7 @@ class DownloadView(APIView):
             410: ErrorOut,
             416: ErrorOut,
             429: ErrorOut,
+            503: OpenApiResponse(ErrorOut, description="A part the hub needs is down (Retry-After)"),
         },
         tags=["downloads"],
     )

@@ -134,7 +134,7 @@ def _current_version(client) -> bytes | None:
 
 
 def _user_is_plain(client, version: bytes, user) -> bool:
-    """Whether `user`'s list equals the anonymous one: they own nothing that only they can see."""
+    """Whether `user`'s list equals the anonymous one: PG only, and they own nothing that only they can see."""
     key = f"{_PLAIN_PREFIX}{version.decode()}:{user.pk}"
     known = client.get(key)
     if known is not None:
@@ -143,11 +143,14 @@ def _user_is_plain(client, version: bytes, user) -> bool:
 
     from hub.catalog.models import Model, ModelVersion
 
-    unpublished_version = ModelVersion.objects.filter(model_id=OuterRef("pk")).exclude(
-        status=ModelVersion.Status.PUBLISHED
+    unpublished_version = ModelVersion.objects.filter(model_id=OuterRef("pk")).filter(
+        ~Q(status=ModelVersion.Status.PUBLISHED) | ~Q(moderation="")
     )
-    hidden = Model.objects.filter(
-        ~Q(status=Model.Status.PUBLISHED, visibility=Model.Visibility.PUBLIC) | Exists(unpublished_version),
+    # A viewer who chose a level above PG sees other covers and models than anonymous visitors;
+    # an owner sees their own drafts, private models and what a moderator hid.
+    hidden = getattr(user, "browsing_level", 1) != 1 or Model.objects.filter(
+        ~Q(status=Model.Status.PUBLISHED, visibility=Model.Visibility.PUBLIC, moderation="")
+        | Exists(unpublished_version),
         owner_id=user.pk,
     ).exists()
     client.set(key, b"0" if hidden else b"1", ex=settings.PAGE_CACHE_TTL)

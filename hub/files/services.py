@@ -8,6 +8,7 @@ visible until the ModelFile row is committed.
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,10 @@ def blob_ingest_path(*, path: Path) -> BlobInfo:
         return blob_ingest_stream(reader=reader, size=size, head=head, header_reader=header_reader)
 
 
+# Characters that reorder how a name is displayed, so it can pretend to another extension.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _clean_file_name(name: str, *, format: str) -> str:
     """A plain file name, or for files of a diffusers folder a relative path like `unet/config.json`.
 
@@ -169,6 +174,9 @@ def _clean_file_name(name: str, *, format: str) -> str:
         raise FileRejected("bad_name", "file name must not be empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise FileRejected("bad_name", "file name must not contain control characters")
+    if BIDI_CONTROLS.search(name):
+        # U+202E turns "model\u202eorcim.safetensors" into what reads as "...snosrefatsm.micro".
+        raise FileRejected("bad_name", "file name must not contain bidirectional control characters")
     if len(name) > ModelFile._meta.get_field("name").max_length:
         raise FileRejected("bad_name", "file name is too long")
     return name

@@ -100,9 +100,27 @@ _PRESIGN_QUERY_NAMES = {
 class S3BlobStorage(S3Storage):
     supports_presigned_urls = True
 
-    def __init__(self, *, public_endpoint_url: str | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        public_endpoint_url: str | None = None,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 20.0,
+        max_attempts: int = 3,
+        **kwargs,
+    ):
         self.public_endpoint_url = public_endpoint_url
         self._fast_signer = None
+        if "client_config" not in kwargs:
+            # Bounded waits: botocore's defaults (60 s per read, legacy retries)
+            # let a silent store hold a request for minutes.
+            kwargs["client_config"] = Config(
+                s3={"addressing_style": kwargs.get("addressing_style") or "path"},
+                signature_version=kwargs.get("signature_version", "s3v4"),
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+            )
         super().__init__(**kwargs)
 
     @property

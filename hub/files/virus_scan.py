@@ -48,9 +48,9 @@ def virus_scan_enqueue(*, model_file_id: int) -> None:
     """Send the scan task once the file's row is committed (call inside the creating transaction)."""
 
     def send() -> None:
-        from celery import current_app
+        from hub.tasks_enqueue import task_send
 
-        current_app.send_task(SCAN_TASK, args=[model_file_id])
+        task_send(SCAN_TASK, args=[model_file_id])
 
     transaction.on_commit(send)
 

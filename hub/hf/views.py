@@ -17,6 +17,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -27,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from hub.accounts.services import KEY_PREFIX, InvalidApiKey, api_key_authenticate
+from hub.api.errors import safe_header_text
 from hub.catalog.models import Model, ModelVersion
 from hub.files.downloads import (
     DownloadError,
@@ -67,8 +69,8 @@ class HfError(Exception):
         response = JsonResponse({"error": self.message}, status=self.status)
         if self.code:
             response["X-Error-Code"] = self.code
-        # Header values must be latin-1; user-supplied parts of the message may not be.
-        response["X-Error-Message"] = self.message.encode("latin-1", "replace").decode("latin-1")
+        # User-supplied parts of the message may hold any character; a header may not.
+        response["X-Error-Message"] = safe_header_text(self.message)
         response["Cache-Control"] = "no-store"
         for key, value in self.headers.items():
             response[key] = value
@@ -103,6 +105,16 @@ def _caller(request: HttpRequest, *, scope: str, allow_session: bool = True) -> 
     return Caller(user=AnonymousUser(), key=None)
 
 
+# No revision, file or folder name holds a control character, and PostgreSQL
+# refuses NUL in a query, so such a name is simply not found.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_name(kind: str, value: str, code: str, headers: dict[str, str] | None = None) -> None:
+    if _CONTROL.search(value):
+        raise HfError(404, f"{kind} not found: {value!r}", code=code, headers=headers or {})
+
+
 def _repo_not_found(caller: Caller) -> HfError:
     status = 404 if caller.user.is_authenticated else 401
     return HfError(status, "Repository not found", code="RepoNotFound")
@@ -112,6 +124,7 @@ def _revision(caller: Caller, namespace: str, name: str, revision: str) -> RepoR
     model = repo_get_for(caller.user, namespace, name)
     if model is None:
         raise _repo_not_found(caller)
+    _check_name("Revision", revision, "RevisionNotFound")
     rev = revision_resolve(caller.user, model, revision)
     if rev is None:
         raise HfError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
@@ -226,6 +239,7 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
     """`GET /api/models/{repo_id}/tree/{rev}[/{path}]`, paginated by cursor with a `Link: rel="next"` header."""
     caller = _caller(request, scope="read")
     rev = _revision(caller, namespace, name, revision)
+    _check_name("Entry", path, "EntryNotFound", {"X-Repo-Commit": rev.commit})
     recursive = request.GET.get("recursive", "").lower() in {"1", "true"}
     expand = request.GET.get("expand", "").lower() in {"1", "true"}
     entries = tree_entries(rev, path, recursive=recursive)
@@ -300,6 +314,7 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, file
     caller = _caller(request, scope="download")
     rev = _revision(caller, namespace, name, revision)
     commit_header = {"X-Repo-Commit": rev.commit}
+    _check_name("Entry", filename, "EntryNotFound", commit_header)
     model_file = rev.file(filename)
     if model_file is None:
         # X-Repo-Commit on the 404 lets the client cache that the file is absent at this commit.

@@ -192,9 +192,9 @@ def render_key(*, arch: str, config: str, spec: RenderSpec, inputs: Mapping[str,
 
 def _enqueue(job_id: int) -> None:
     """Send the job to the `gpu` queue by task name (called on commit; the route comes from settings)."""
-    from hub.celery import app
+    from hub.tasks_enqueue import task_send
 
-    app.send_task(RENDER_TASK, args=[job_id])
+    task_send(RENDER_TASK, args=[job_id])
 
 
 def _failed_job(version: ModelVersion, user, trigger: str, reason: str, spec: Any) -> RenderJob:

@@ -40,6 +40,7 @@ from hub.api.schemas import ErrorOut
 from hub.catalog.licences import LicenceConflict
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.selectors import model_get_for
+from hub.faults import BIGINT_MAX
 from hub.files.services import FileRejected
 from hub.uploads import selectors, services
 from hub.uploads.backends import part_signature_valid
@@ -81,7 +82,7 @@ class UploadCreateSerializer(serializers.Serializer):
     filename = serializers.CharField(max_length=1024)
     size = serializers.IntegerField(min_value=1)
     sha256 = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    modelId = serializers.IntegerField(required=False, allow_null=True, help_text="upload a new version of this model")
+    modelId = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=BIGINT_MAX, help_text="upload a new version of this model")
 
 
 class UploadCompleteSerializer(serializers.Serializer):
@@ -128,7 +129,7 @@ class UploadListSerializer(serializers.Serializer):
 
 
 class UploadVersionSerializer(serializers.Serializer):
-    modelId = serializers.IntegerField(required=False, allow_null=True, help_text="add to this model instead of creating one")
+    modelId = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=BIGINT_MAX, help_text="add to this model instead of creating one")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     type = serializers.ChoiceField(choices=Model.Type.choices, required=False, default=Model.Type.CHECKPOINT)
     checkpointType = serializers.ChoiceField(

@@ -49,10 +49,10 @@ def _content_key(sha256: str, extension: str) -> str:
 
 
 def _send_process(image_id: int) -> None:
-    from workers.celery import app
+    from hub.tasks_enqueue import task_send
 
     # By name: the web process imports nothing of the worker's; the route comes from CELERY_TASK_ROUTES.
-    app.send_task(PROCESS_TASK, args=[image_id])
+    task_send(PROCESS_TASK, args=[image_id])
 
 
 def _level(value, *, default: int) -> int:

@@ -33,6 +33,7 @@ from hub.files.scanning import FileQuarantined, file_stream_verify, pickle_scan
 from hub.files.services import BlobInfo, FileRejected, blob_lock, model_file_create
 from hub.files.storage import blob_key as content_key
 from hub.files.storage import S3BlobStorage, blob_storage
+from hub.tasks_enqueue import task_send
 from hub.uploads.backends import (
     MAX_PARTS,
     S3_MIN_PART_SIZE,
@@ -54,13 +55,14 @@ MAX_ACTIVE_UPLOADS_PER_USER = 20
 # Ready uploads nobody attached to a version are given up after this long.
 READY_TTL = timedelta(days=7)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the bidirectional ones that make a name display as another extension.
+_CONTROL = re.compile("[\x00-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _clean_filename(filename: str) -> str:
     name = Path(str(filename).replace("\\", "/")).name.strip()
     if not name or name in {".", ".."} or _CONTROL.search(name):
-        raise UploadError("bad_filename", "the file name is empty or contains control characters")
+        raise UploadError("bad_filename", "the file name is empty or contains control or bidirectional characters")
     if len(name) > 255:
         raise UploadError("bad_filename", "the file name is longer than 255 characters")
     if not name.lower().endswith(ALLOWED_EXTENSIONS):
@@ -89,11 +91,9 @@ def _part_size(size: int, backend: str) -> int:
 
 
 def _send_ingest(upload_id) -> None:
-    from hub.celery import app
-
     # By name, so the web process needs no import of the worker's modules; the
     # route to the ingest queue comes from CELERY_TASK_ROUTES.
-    app.send_task("workers.tasks.ingest.upload_ingest", args=[str(upload_id)])
+    task_send("workers.tasks.ingest.upload_ingest", args=[str(upload_id)])
 
 
 def upload_create(*, owner: User, filename: str, size: int, sha256: str = "", model: Model | None = None) -> Upload:

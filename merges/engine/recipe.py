@@ -396,8 +396,8 @@ class _Validator:
                     continue
                 out[name] = {"sha256": value.lower()}
             elif key == "model_version":
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    self.err(f"{path}.model_version", "expected a positive integer id")
+                if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**63 - 1:
+                    self.err(f"{path}.model_version", "expected a positive integer id (below 2^63)")
                     continue
                 out[name] = {"model_version": value}
             elif key == "path":

@@ -28,6 +28,7 @@ from hub.api.pagination import cursor_datetime, cursor_int, decode_cursor, encod
 from hub.api.schemas import ErrorOut
 from hub.catalog.api_serialize import iso
 from hub.catalog.models import ModelVersion
+from hub.faults import BIGINT_MAX
 from hub.catalog.selectors import version_get_for
 from hub.files.models import ModelFile
 from merges.registry import conf, selectors, services
@@ -140,6 +141,7 @@ def job_out(job: MergeJob) -> dict[str, Any]:
 
 _JSON = OpenApiTypes.OBJECT
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+_RUN_ERRORS = {**_ERRORS, 503: OpenApiResponse(ErrorOut, description="The task queue is down; nothing was queued (Retry-After)")}
 
 
 class RecipeIn(serializers.Serializer):
@@ -162,13 +164,17 @@ class VersionIn(serializers.Serializer):
 
 
 class ForkIn(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Version number (default: latest)")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="Version number (default: latest)")
     title = serializers.CharField(required=False, max_length=200)
     visibility = serializers.ChoiceField(choices=Recipe.Visibility.values, required=False)
 
 
+# Version numbers are a 32-bit column.
+RUN_VERSION_MAX = 2**31 - 1
+
+
 class RunIn(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Version number (default: latest)")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=RUN_VERSION_MAX, help_text="Version number (default: latest)")
 
 
 class ValidateIn(serializers.Serializer):
@@ -176,8 +182,8 @@ class ValidateIn(serializers.Serializer):
 
 
 class ImportIn(serializers.Serializer):
-    fileId = serializers.IntegerField(required=False)
-    modelVersionId = serializers.IntegerField(required=False)
+    fileId = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
+    modelVersionId = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
     title = serializers.CharField(required=False, max_length=200)
 
 
@@ -438,7 +444,7 @@ def _peek_run_version(request) -> Any:
     if "version" not in body:
         return None
     number = body["version"]
-    return number if type(number) is int and number >= 1 else _UNREAD
+    return number if type(number) is int and 1 <= number <= RUN_VERSION_MAX else _UNREAD
 
 
 class RecipeRunView(RegistryView):
@@ -477,7 +483,7 @@ class RecipeRunView(RegistryView):
         responses={
             200: OpenApiResponse(_JSON, description="{cached: true, job: null, output}"),
             202: OpenApiResponse(_JSON, description="{cached: false, job, output: null}"),
-            **_ERRORS,
+            **_RUN_ERRORS,
         },
         tags=["merge jobs"],
     )

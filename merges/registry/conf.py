@@ -40,6 +40,11 @@ def requeue_seconds() -> int:
     return int(_get("MERGE_JOB_REQUEUE_SECONDS", lambda: env_int("MERGE_JOB_REQUEUE_SECONDS", 3600)))
 
 
+def unsent_grace_seconds() -> int:
+    """A queued job whose message was never sent is resent by the sweeper once it is this old."""
+    return int(_get("MERGE_JOB_UNSENT_GRACE_SECONDS", lambda: env_int("MERGE_JOB_UNSENT_GRACE_SECONDS", 10)))
+
+
 def heartbeat_seconds() -> float:
     """How often a running job writes its progress and heartbeat, and looks for a cancel request."""
     return float(_get("MERGE_JOB_HEARTBEAT_SECONDS", lambda: float(env_str("MERGE_JOB_HEARTBEAT_SECONDS", "0.5"))))

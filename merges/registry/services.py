@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -29,8 +30,10 @@ from hub.catalog.licences import licence_of_bytes
 from hub.catalog.licences import Licence as CatalogLicence
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
+from hub.faults import BrokerUnavailable
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
+from hub.tasks_enqueue import broker_started_at, task_send
 from merges.engine.recipe import OPS, RecipeError, merge_key as engine_merge_key
 from merges.registry import conf, lookups, selectors
 from merges.registry.diff import document_diff
@@ -387,9 +390,23 @@ class RunOutcome:
 
 
 def _enqueue(job_id: int) -> None:
-    from workers.celery import app
+    task_send(MERGE_TASK, args=[job_id])
 
-    app.send_task(MERGE_TASK, args=[job_id])
+
+def _job_send(job_id: int) -> None:
+    """Send a new job's message, after its row is committed; only then is it queued.
+
+    `enqueued_at` stays empty until the broker has taken the message, so a
+    job without one is known to have none (the sweeper resends it). A job
+    whose message cannot be sent now is withdrawn and the run answers 503:
+    nobody has been told it is queued, so nothing is left that looks queued.
+    """
+    try:
+        _enqueue(job_id)
+    except BrokerUnavailable:
+        MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, enqueued_at__isnull=True, attempts=0).delete()
+        raise
+    MergeJob.objects.filter(pk=job_id, enqueued_at__isnull=True).update(enqueued_at=timezone.now())
 
 
 def _output_version(row: Mapping[str, Any]) -> ModelVersion:
@@ -582,6 +599,11 @@ def _merge_run_keyed(version: RecipeVersion, user: User, inputs: dict[str, Resol
     with transaction.atomic():
         job = MergeJob.objects.filter(merge_key=key, status__in=MergeJob.ACTIVE).first()
         if job is not None:
+            if job.enqueued_at is None:
+                # Its message is not known to be sent (its request may still be
+                # sending, or failed): send it too, harmless since claims are conditional.
+                job_id = job.pk
+                transaction.on_commit(lambda: _job_send(job_id))
             return RunOutcome(job=job, output=None)
         try:
             # A savepoint: on a unique-index clash the outer transaction stays usable.
@@ -592,7 +614,6 @@ def _merge_run_keyed(version: RecipeVersion, user: User, inputs: dict[str, Resol
                     requested_by=user,
                     inputs={n: r.as_dict() for n, r in inputs.items()},
                     engine_version=ENGINE_VERSION,
-                    enqueued_at=timezone.now(),
                 )
         except IntegrityError:
             # A concurrent request created the job first; its insert committed
@@ -602,7 +623,7 @@ def _merge_run_keyed(version: RecipeVersion, user: User, inputs: dict[str, Resol
                 raise RegistryConflict("the same merge changed state while it was requested; try again") from None
             return RunOutcome(job=job, output=None)
         job_id = job.pk
-        transaction.on_commit(lambda: _enqueue(job_id))
+        transaction.on_commit(lambda: _job_send(job_id))
     return RunOutcome(job=job, output=None)
 
 
@@ -650,18 +671,39 @@ def merge_jobs_sweep() -> dict[str, int]:
                 job_id = job.pk
                 transaction.on_commit(lambda: _enqueue(job_id))
         counts["requeued"] += n
-    # A queued job whose message was lost (e.g. a broker restart) would wait
-    # forever; sending its message again is harmless because claims are conditional.
-    resend_before = now - timedelta(seconds=conf.requeue_seconds())
-    for job_id in MergeJob.objects.filter(status=MergeJob.Status.QUEUED, enqueued_at__lt=resend_before).values_list(
-        "id", flat=True
+    counts["resent"] = _queued_jobs_resend(now)
+    return counts
+
+
+def _queued_jobs_resend(now) -> int:
+    """Send again the messages of queued jobs that may have none; harmless, since claims are conditional.
+
+    - never sent: the request that made the job died between its commit and
+      the send (a job whose send failed was withdrawn), after a short grace;
+    - sent before the broker's current process started: a restart without
+      persistence lost it;
+    - untouched for MERGE_JOB_REQUEUE_SECONDS: lost some other way.
+    Run by the periodic sweep, so such a job moves within a minute of the broker being back.
+    """
+    lost = Q(enqueued_at__isnull=True, created_at__lt=now - timedelta(seconds=conf.unsent_grace_seconds()))
+    lost |= Q(enqueued_at__lt=now - timedelta(seconds=conf.requeue_seconds()))
+    if (restarted := broker_started_at()) is not None:
+        lost |= Q(enqueued_at__lt=restarted)
+    resent = 0
+    for job_id, enqueued_at in MergeJob.objects.filter(lost, status=MergeJob.Status.QUEUED).values_list(
+        "id", "enqueued_at"
     ):
-        if MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, enqueued_at__lt=resend_before).update(
+        if not MergeJob.objects.filter(pk=job_id, status=MergeJob.Status.QUEUED, enqueued_at=enqueued_at).update(
             enqueued_at=now
         ):
+            continue  # another sweep or the job's own request got there first
+        try:
             _enqueue(job_id)
-            counts["resent"] += 1
-    return counts
+        except BrokerUnavailable:
+            MergeJob.objects.filter(pk=job_id, enqueued_at=now).update(enqueued_at=enqueued_at)
+            break  # the broker is down again; the next sweep retries
+        resent += 1
+    return resent
 
 
 # --- outputs ------------------------------------------------------------------------
