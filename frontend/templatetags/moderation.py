@@ -11,7 +11,7 @@ register = template.Library()
 
 @register.filter
 def is_moderator(user) -> bool:
-    return selectors.is_moderator(user)
+    return selectors.is_moderator_for_nav(user)
 
 
 @register.inclusion_tag("frontend/moderation/_model_panel.html", takes_context=True)

@@ -20,6 +20,48 @@ def is_moderator(user) -> bool:
     return user.is_staff or user.is_superuser or user.has_perm("moderation.moderate")
 
 
+NAV_FLAG_TTL = 300
+
+
+def _nav_flag_key(user_id: int) -> str:
+    return f"moderation:nav:{user_id}"
+
+
+def is_moderator_for_nav(user) -> bool:
+    """`is_moderator`, remembered in the cache for the header's link, which is on every page.
+
+    The permission lookup costs two queries, and the listing pages are held to a fixed
+    number; the flag is written at sign-in and dropped when the role is granted or
+    revoked. A stale flag only shows or hides a link: the pages check `is_moderator`.
+    """
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    from django.core.cache import cache
+
+    try:
+        known = cache.get(_nav_flag_key(user.pk))
+    except Exception:  # the cache is down: the link is not worth an error page
+        return False
+    if known is None:
+        known = is_moderator(user)
+        nav_flag_set(user_id=user.pk, value=known)
+    return bool(known)
+
+
+def nav_flag_set(*, user_id: int, value: bool | None) -> None:
+    from django.core.cache import cache
+
+    try:
+        if value is None:
+            cache.delete(_nav_flag_key(user_id))
+        else:
+            cache.set(_nav_flag_key(user_id), bool(value), NAV_FLAG_TTL)
+    except Exception:
+        pass
+
+
 def target_visible_to(user, target: Target) -> bool:
     """Whether `user` may see the target at all (one can only report what one can see)."""
     from hub.catalog.selectors import model_get_for, version_get_for

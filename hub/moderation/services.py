@@ -28,7 +28,7 @@ from django.utils import timezone
 from hub.accounts.models import User
 from hub.moderation import conf
 from hub.moderation.models import ModerationAction, Report, TargetKind
-from hub.moderation.selectors import is_moderator, target_visible_to
+from hub.moderation.selectors import is_moderator, nav_flag_set, target_visible_to
 from hub.moderation.states import ModerationState
 from hub.moderation.targets import HIDEABLE, REPORTABLE, Target, target_get
 
@@ -334,6 +334,7 @@ def moderator_grant(*, user: User) -> None:
         permission = Permission.objects.get(content_type__app_label="moderation", codename="moderate")
         group.permissions.add(permission)
         user.groups.add(group)
+        transaction.on_commit(lambda: nav_flag_set(user_id=user.pk, value=None))
 
 
 def moderator_revoke(*, user: User) -> None:
@@ -341,3 +342,4 @@ def moderator_revoke(*, user: User) -> None:
         group = Group.objects.filter(name=conf.MODERATORS_GROUP).first()
         if group is not None:
             user.groups.remove(group)
+        transaction.on_commit(lambda: nav_flag_set(user_id=user.pk, value=None))

@@ -173,7 +173,7 @@ def test_example_images_hidden_for_others_taken_down_for_all(alice, bob, carol, 
     assert client.get(f"/images/{image.pk}/").status_code == 404
     assert client.get(f"/api/v1/model-versions/{version.pk}/images").json() == []
     client.force_login(alice)
-    assert client.get(url).status_code == 200
+    assert client.get(url).status_code in (200, 302)  # 302: S3 answers with a presigned redirect
     page = client.get(f"/images/{image.pk}/")
     assert b"Hidden by a moderator" in page.content and b"a real person" in page.content
     model_page = client.get(f"/models/{model.pk}/{model.slug}/")
