@@ -55,10 +55,16 @@ def test_seeding_queues_the_demo_grids_once_and_their_images_become_examples(pre
     call_command("hub_seed_demo", stdout=io.StringIO())
     assert RenderJob.objects.count() == 3  # versions with a grid are left alone
 
+    from hub.uploads.services import example_image_process
+
     for model in Model.objects.filter(owner__username=DEMO_USERNAME):
         version = model.versions.get()
         assert version.preview_grids.count() == 1
+        # The ingest worker decodes and thumbnails example images; here the same service runs in-process.
+        for pending in version.images.all():
+            example_image_process(image_id=pending.pk)
         images = list(version.images.order_by("position"))
+        assert all(i.status == "ready" for i in images)
         assert len(images) == 4, model.name
         from django.core.files.storage import storages
 
