@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "hub.hf",
     "merges.registry",
     "hub.previews",
+    "hub.community",
     "frontend",
 ]
 

@@ -114,10 +114,14 @@ def model_version_publish(*, version: ModelVersion) -> ModelVersion:
         raise CatalogError("a version needs at least one file before it can be published")
     now = timezone.now()
     with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)
+        first_publish = ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.PUBLISHED)
         Model.objects.filter(pk=version.model_id, published_at__isnull=True).update(published_at=now)
         Model.objects.filter(pk=version.model_id).update(status=Model.Status.PUBLISHED, updated_at=now)
+        if first_publish:
+            from hub.community.services import version_published_announce  # followers hear of it after commit
+
+            version_published_announce(version_id=version.pk)
     version.refresh_from_db()
     return version
 

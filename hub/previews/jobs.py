@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from hub.files.storage import blob_storage
 from hub.previews import conf
+from hub.community.services import render_job_notify
 from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
 from workers.merge_cache import InputCache, storage_fetcher
 from workers.render.errors import RenderError
@@ -89,6 +90,7 @@ def _owned(job: RenderJob, attempt: int):
 
 def _fail(job: RenderJob, attempt: int, reason: str) -> Outcome:
     _owned(job, attempt).update(status=RenderJob.Status.FAILED, error=reason[:2000], finished_at=timezone.now())
+    render_job_notify(job_id=job.pk)  # community notifications
     return Outcome("failed", reason)
 
 
@@ -347,6 +349,7 @@ def _publish(job: RenderJob, attempt: int, result, files: dict[str, bytes], seco
             finished_at=timezone.now(),
             render_seconds=seconds,
         )
+        render_job_notify(job_id=job.pk)  # community notifications
     return True
 
 

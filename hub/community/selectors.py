@@ -1,0 +1,242 @@
+"""Reads of the community layer. Visibility is part of every queryset.
+
+Reviews and comments are only listed under an object the caller already
+obtained through a visibility selector. Feeds and notifications cross many
+objects, so they filter with the catalogue's and registry's own rules
+(`version_visible_q_for`, recipe visibility): a notification about a version
+that has since gone private or been deleted is not shown, nor counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from hub.catalog.api_selectors import version_visible_q_for
+from hub.catalog.models import ModelVersion
+from hub.community.models import (
+    Comment,
+    Favorite,
+    Follow,
+    ModelStats,
+    Notification,
+    NotificationMute,
+    Review,
+    VersionStats,
+)
+
+UNREAD_CAP = 99
+
+STAT_FIELDS = ("thumbs_up", "thumbs_down", "rating_score", "comment_count", "favorite_count")
+# `.values()` names on Model / ModelVersion rows: a LEFT JOIN, no extra query.
+STATS_VALUES = tuple(f"community_stats__{f}" for f in STAT_FIELDS)
+
+
+def _uid(user) -> int | None:
+    return user.pk if user is not None and user.is_authenticated else None
+
+
+def stats_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Civitai's stats fields from a row carrying STATS_VALUES (missing or None: no activity yet)."""
+    up = row.get("community_stats__thumbs_up") or 0
+    down = row.get("community_stats__thumbs_down") or 0
+    n = up + down
+    return {
+        "thumbsUpCount": up,
+        "thumbsDownCount": down,
+        # Civitai's 0–5 rating, from the recommend share.
+        "rating": round(5 * up / n, 2) if n else 0,
+        "ratingCount": n,
+        "commentCount": row.get("community_stats__comment_count") or 0,
+        "favoriteCount": row.get("community_stats__favorite_count") or 0,
+    }
+
+
+def stats_values_for_model(model_id: int) -> dict[str, Any]:
+    found = ModelStats.objects.filter(model_id=model_id).values(*STAT_FIELDS).first() or {}
+    return {f"community_stats__{k}": v for k, v in found.items()}
+
+
+def stats_values_for_version(version_id: int) -> dict[str, Any]:
+    found = VersionStats.objects.filter(version_id=version_id).values(*STAT_FIELDS).first() or {}
+    return {f"community_stats__{k}": v for k, v in found.items()}
+
+
+# --- reviews ----------------------------------------------------------------------------
+
+
+def reviews_for_model(*, model, version=None) -> QuerySet[Review]:
+    qs = Review.objects.filter(model=model).select_related("author", "version")
+    if version is not None:
+        qs = qs.filter(version=version)
+    return qs.order_by("-created_at", "-id")
+
+
+def review_of(*, user, version) -> Review | None:
+    if _uid(user) is None:
+        return None
+    return Review.objects.filter(author_id=user.pk, version=version).first()
+
+
+def review_get_for(*, user, review_id: int) -> Review | None:
+    """A review whose version the user may see."""
+    return (
+        Review.objects.select_related("author", "version", "model", "model__owner")
+        .filter(version_visible_q_for(_uid(user), prefix="version__"), pk=review_id)
+        .first()
+    )
+
+
+# --- comments ---------------------------------------------------------------------------
+
+
+def comments_for(*, model=None, recipe=None) -> list[Comment]:
+    """Top-level comments, oldest first, each with `.replies_list`: two queries."""
+    target = {"model": model} if model is not None else {"recipe": recipe}
+    replies = Comment.objects.select_related("author", "version", "recipe_version").order_by("created_at", "id")
+    return list(
+        Comment.objects.filter(parent__isnull=True, **target)
+        .select_related("author", "version", "recipe_version")
+        .prefetch_related(Prefetch("replies", queryset=replies, to_attr="replies_list"))
+        .order_by("created_at", "id")
+    )
+
+
+def _recipe_visible_q(viewer_id: int | None, prefix: str) -> Q:
+    q = ~Q(**{f"{prefix}visibility": "private"})
+    if viewer_id is not None:
+        q |= Q(**{f"{prefix}owner_id": viewer_id})
+    return q
+
+
+def comment_get_for(*, user, comment_id: int) -> Comment | None:
+    uid = _uid(user)
+    model_ok = Q(model__isnull=False) & (
+        (Q(model__status__in=["published", "archived"]) & ~Q(model__visibility="private"))
+        | (Q(model__owner_id=uid) if uid else Q(pk__in=[]))
+    )
+    recipe_ok = Q(recipe__isnull=False) & _recipe_visible_q(uid, "recipe__")
+    return (
+        Comment.objects.select_related("author", "model", "recipe", "version", "parent")
+        .filter(model_ok | recipe_ok, pk=comment_id)
+        .first()
+    )
+
+
+# --- follows and feed -------------------------------------------------------------------
+
+
+def is_following(*, user, creator) -> bool:
+    uid = _uid(user)
+    return uid is not None and Follow.objects.filter(follower_id=uid, creator=creator).exists()
+
+
+def follower_count(*, creator) -> int:
+    return Follow.objects.filter(creator=creator).count()
+
+
+def following_of(*, user) -> QuerySet:
+    return Follow.objects.filter(follower=user).select_related("creator").order_by("-created_at")
+
+
+@dataclass
+class FeedItem:
+    kind: str  # "version", "recipe" or "recipe_version"
+    at: datetime
+    creator: str
+    title: str
+    url: str
+    id: int
+
+
+def following_feed(*, user, limit: int = 50) -> list[FeedItem]:
+    """New model versions, recipes and recipe versions from the creators `user` follows, newest first.
+
+    Read at request time from indexed columns (three bounded queries), so
+    following costs nothing at publish time. Only what `user` can see is shown.
+    """
+    from merges.registry.models import Recipe, RecipeVersion
+
+    uid = _uid(user)
+    if uid is None:
+        return []
+    followed = Follow.objects.filter(follower_id=uid).values("creator_id")
+    items: list[FeedItem] = []
+    versions = (
+        ModelVersion.objects.filter(version_visible_q_for(uid), model__owner_id__in=followed,
+                                    published_at__isnull=False)
+        .select_related("model", "model__owner").order_by("-published_at", "-id")[:limit]
+    )
+    for v in versions:
+        items.append(FeedItem("version", v.published_at, v.model.owner.username, f"{v.model.name} {v.name}",
+                              f"/models/{v.model_id}/{v.model.slug}/?modelVersionId={v.pk}", v.pk))
+    recipes = (
+        Recipe.objects.filter(_recipe_visible_q(uid, ""), owner_id__in=followed).exclude(visibility="unlisted")
+        .select_related("owner").order_by("-created_at", "-id")[:limit]
+    )
+    for r in recipes:
+        items.append(FeedItem("recipe", r.created_at, r.owner.username, r.title, f"/recipes/{r.pk}/", r.pk))
+    recipe_versions = (
+        RecipeVersion.objects.filter(recipe__owner_id__in=followed, number__gt=1, recipe__visibility="public")
+        .select_related("recipe", "recipe__owner").order_by("-created_at", "-id")[:limit]
+    )
+    for rv in recipe_versions:
+        items.append(FeedItem("recipe_version", rv.created_at, rv.recipe.owner.username,
+                              f"{rv.recipe.title} v{rv.number}", f"/recipes/{rv.recipe_id}/?version={rv.number}",
+                              rv.pk))
+    items.sort(key=lambda i: (i.at, i.id), reverse=True)
+    return items[:limit]
+
+
+# --- notifications ----------------------------------------------------------------------
+
+
+def _notification_visible_q(uid: int) -> Q:
+    version_ok = Q(version__isnull=True) | version_visible_q_for(uid, prefix="version__")
+    model_ok = Q(model__isnull=True) | ~Q(model__visibility="private") | Q(model__owner_id=uid)
+    recipe_ok = Q(recipe__isnull=True) | _recipe_visible_q(uid, "recipe__")
+    return version_ok & model_ok & recipe_ok
+
+
+def notifications_for(*, user, unread_only: bool = False) -> QuerySet[Notification]:
+    qs = Notification.objects.filter(_notification_visible_q(user.pk), user_id=user.pk)
+    if unread_only:
+        qs = qs.filter(read_at__isnull=True)
+    return qs.select_related("actor").order_by("-id")
+
+
+def unread_count(*, user) -> int:
+    """Unread and still visible, capped at UNREAD_CAP + 1 ("99+"): an index scan that stops early."""
+    uid = _uid(user)
+    if uid is None:
+        return 0
+    qs = Notification.objects.filter(_notification_visible_q(uid), user_id=uid, read_at__isnull=True)
+    return qs.values("id")[: UNREAD_CAP + 1].count()
+
+
+def muted_kinds(*, user) -> list[str]:
+    return sorted(NotificationMute.objects.filter(user=user).values_list("kind", flat=True))
+
+
+# --- favourites -------------------------------------------------------------------------
+
+
+def favorites_of(*, user) -> QuerySet[Favorite]:
+    """The user's favourites whose object they can still see."""
+    uid = user.pk
+    visible = (Q(version__isnull=True) | version_visible_q_for(uid, prefix="version__")) & (
+        Q(recipe__isnull=True) | _recipe_visible_q(uid, "recipe__")
+    )
+    return Favorite.objects.filter(visible, user_id=uid).select_related(
+        "version", "version__model", "recipe", "recipe__owner"
+    )
+
+
+def is_favorite(*, user, version=None, recipe=None) -> bool:
+    uid = _uid(user)
+    if uid is None:
+        return False
+    key = {"version": version} if version is not None else {"recipe": recipe}
+    return Favorite.objects.filter(user_id=uid, **key).exists()
