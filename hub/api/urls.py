@@ -31,4 +31,5 @@ urlpatterns = [
     path("", include("merges.registry.urls")),
     path("", include("hub.uploads.urls")),
     path("", include("hub.previews.urls")),
+    path("", include("hub.community.urls")),
 ]

@@ -20,48 +20,15 @@ from hub.community.models import (
     Comment,
     Favorite,
     Follow,
-    ModelStats,
     Notification,
     NotificationMute,
     Review,
-    VersionStats,
 )
 
 UNREAD_CAP = 99
 
-STAT_FIELDS = ("thumbs_up", "thumbs_down", "rating_score", "comment_count", "favorite_count")
-# `.values()` names on Model / ModelVersion rows: a LEFT JOIN, no extra query.
-STATS_VALUES = tuple(f"community_stats__{f}" for f in STAT_FIELDS)
-
-
 def _uid(user) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
-
-
-def stats_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Civitai's stats fields from a row carrying STATS_VALUES (missing or None: no activity yet)."""
-    up = row.get("community_stats__thumbs_up") or 0
-    down = row.get("community_stats__thumbs_down") or 0
-    n = up + down
-    return {
-        "thumbsUpCount": up,
-        "thumbsDownCount": down,
-        # Civitai's 0–5 rating, from the recommend share.
-        "rating": round(5 * up / n, 2) if n else 0,
-        "ratingCount": n,
-        "commentCount": row.get("community_stats__comment_count") or 0,
-        "favoriteCount": row.get("community_stats__favorite_count") or 0,
-    }
-
-
-def stats_values_for_model(model_id: int) -> dict[str, Any]:
-    found = ModelStats.objects.filter(model_id=model_id).values(*STAT_FIELDS).first() or {}
-    return {f"community_stats__{k}": v for k, v in found.items()}
-
-
-def stats_values_for_version(version_id: int) -> dict[str, Any]:
-    found = VersionStats.objects.filter(version_id=version_id).values(*STAT_FIELDS).first() or {}
-    return {f"community_stats__{k}": v for k, v in found.items()}
 
 
 # --- reviews ----------------------------------------------------------------------------
