@@ -350,6 +350,7 @@ def comment_create(*, author, text: str, model=None, version=None, recipe=None, 
     The targets must come from visibility selectors for `author`. A reply
     takes its target from its parent; a reply to a reply joins the same thread.
     """
+    replied_to = parent
     if parent is not None:
         if parent.parent_id is not None:
             parent = parent.parent
@@ -379,8 +380,8 @@ def comment_create(*, author, text: str, model=None, version=None, recipe=None, 
         notification_send(user_id=owner_id, kind=Notification.Kind.COMMENT, actor=author, url=url,
                           text=f"{author.username} commented on {title}", **ids)
         # A reply to the owner is covered by the comment notification above: no duplicate.
-        if parent is not None and parent.author_id != owner_id:
-            notification_send(user_id=parent.author_id, kind=Notification.Kind.REPLY, actor=author, url=url,
+        if replied_to is not None and replied_to.author_id != owner_id:
+            notification_send(user_id=replied_to.author_id, kind=Notification.Kind.REPLY, actor=author, url=url,
                               text=f"{author.username} replied to your comment on {title}", **ids)
     return comment
 
