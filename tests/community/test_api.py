@@ -196,7 +196,9 @@ def test_follow_publish_fan_out_feed_and_notifications(api_client, alice, bob, c
 
     with pytest.MonkeyPatch.context() as mp:
         sent = []
-        mp.setattr("celery.current_app.send_task", lambda name, args: sent.append((name, args)))
+        from celery import current_app
+
+        mp.setattr(current_app._get_current_object(), "send_task", lambda name, args: sent.append((name, args)))
         from django.test import TestCase
 
         with TestCase.captureOnCommitCallbacks(execute=True):
