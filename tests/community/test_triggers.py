@@ -46,3 +46,20 @@ def test_fork_run_and_job_outcome_notify(alice, bob, local_storage, django_captu
     with django_capture_on_commit_callbacks(execute=True):
         merge_job_notify(job_id=outcome.job.pk)
     assert Notification.objects.filter(user=bob, kind="job_failed").count() == 1
+
+
+def test_render_job_outcome_notifies_the_requester(alice, bob, local_storage, django_capture_on_commit_callbacks):
+    from hub.community.services import render_job_notify
+    from hub.previews.models import RenderJob
+
+    model = make_published_model(alice, "Dream", data=tiny_checkpoint_bytes(1))
+    version = model.versions.get()
+    job = RenderJob.objects.create(model_version=version, requested_by=bob, render_key="k" * 64)
+    with django_capture_on_commit_callbacks(execute=True):
+        render_job_notify(job_id=job.pk)  # still queued: nothing to say
+    assert not Notification.objects.filter(user=bob).exists()
+    RenderJob.objects.filter(pk=job.pk).update(status=RenderJob.Status.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=True):
+        render_job_notify(job_id=job.pk)
+    note = Notification.objects.get(user=bob, kind="job_succeeded")
+    assert note.text == "Preview grid of Dream v1.0 finished" and note.version_id == version.pk
