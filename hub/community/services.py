@@ -133,7 +133,7 @@ def version_published_announce(*, version_id: int) -> None:
 
 
 def notifications_fan_out_new_version(*, version_id: int, batch_size: int = FAN_OUT_BATCH) -> int:
-    """Tell every follower of a version's creator about it; returns the number of notifications created.
+    """Tell every follower of a version's creator about it; returns how many followers it covered.
 
     Followers are read in id order in batches, each batch inserted with one
     bulk INSERT in its own transaction. A partial unique index makes the
