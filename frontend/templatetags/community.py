@@ -74,6 +74,6 @@ def follow_button(context, creator):
         "signed_in": user is not None and user.is_authenticated,
         "is_self": user is not None and user.is_authenticated and user.pk == creator.pk,
         "following": selectors.is_following(user=user, creator=creator),
-        "followers": selectors.follower_count(creator=creator),
+        "figures": selectors.creator_figures(creator=creator),
         "csrf_token": context.get("csrf_token"),
     }

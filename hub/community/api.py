@@ -372,13 +372,19 @@ def _creator(username: str):
 
 
 class FollowView(CommunityView):
-    @extend_schema(operation_id="creators_follow_status", summary="Whether you follow a creator, and their follower count",
-                   responses={200: OpenApiResponse(description="{following: bool, followerCount: int}")},
+    @extend_schema(operation_id="creators_follow_status",
+                   summary="Whether you follow a creator, and their public figures",
+                   responses={200: OpenApiResponse(description=(
+                       "{following: bool, followerCount, modelCount, downloadCount, ratingCount: int, "
+                       "recommendPercent: int|null} (public published models only)"))},
                    tags=["follows"])
     def get(self, request, username: str):
         creator = _creator(username)
+        figures = selectors.creator_figures(creator=creator)
         return Response({"following": selectors.is_following(user=request.user, creator=creator),
-                         "followerCount": selectors.follower_count(creator=creator)})
+                         "followerCount": figures["followers"], "modelCount": figures["models"],
+                         "downloadCount": figures["downloads"], "ratingCount": figures["reviews"],
+                         "recommendPercent": figures["recommend_share"]})
 
     @extend_schema(operation_id="creators_follow", summary="Follow a creator", request=None,
                    responses={200: OpenApiResponse(description="{following: true}"), **_ERRORS}, tags=["follows"])

@@ -104,6 +104,29 @@ def follower_count(*, creator) -> int:
     return Follow.objects.filter(creator=creator).count()
 
 
+def creator_figures(*, creator) -> dict:
+    """Public figures of a creator: listed models, their downloads, followers and the recommend share.
+
+    Only public, published models count, so a private model never shows
+    through a profile's totals.
+    """
+    from django.db.models import Count, Sum
+
+    from hub.catalog.models import Model
+
+    listed = Model.objects.filter(owner=creator, status=Model.Status.PUBLISHED, visibility=Model.Visibility.PUBLIC)
+    totals = listed.aggregate(models=Count("id"), downloads=Sum("download_count"),
+                              up=Sum("community_stats__thumbs_up"), down=Sum("community_stats__thumbs_down"))
+    up, down = totals["up"] or 0, totals["down"] or 0
+    return {
+        "models": totals["models"],
+        "downloads": totals["downloads"] or 0,
+        "followers": follower_count(creator=creator),
+        "reviews": up + down,
+        "recommend_share": round(100 * up / (up + down)) if up + down else None,
+    }
+
+
 def following_of(*, user) -> QuerySet:
     return Follow.objects.filter(follower=user).select_related("creator").order_by("-created_at")
 

@@ -189,6 +189,8 @@ def test_recipe_comments_name_a_version(api_client, alice, bob, local_storage):
 def test_follow_publish_fan_out_feed_and_notifications(api_client, alice, bob, carol, model, settings):
     client = _as(api_client, bob)
     assert client.post("/api/v1/creators/alice/follow").json() == {"following": True}
+    status = client.get("/api/v1/creators/alice/follow").json()
+    assert status["following"] is True and status["followerCount"] == 1 and status["modelCount"] == 1
     assert client.post("/api/v1/creators/bob/follow").status_code == 400
     assert client.post("/api/v1/creators/nobody/follow").status_code == 404
     _as(api_client, carol).post("/api/v1/creators/alice/follow")

@@ -28,7 +28,8 @@ def test_review_comment_follow_and_header_badge(client, alice, bob, local_storag
     html = client.get(page).content.decode()
     assert "hello" in html and "Recommends" in html
     assert "👍" in client.get("/").content.decode()  # the card shows the count
-    assert "1 follower" in client.get("/users/alice/").content.decode()
+    profile = client.get("/users/alice/").content.decode()
+    assert "1 follower" in profile and "1 model" in profile and "100% recommend (1 review)" in profile
 
     # Refused: empty comment, second review; nothing saved and the page says why.
     response = client.post("/community/comments/new/", {"model": model.pk, "text": "  ", "next": page}, follow=True)
