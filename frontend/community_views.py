@@ -266,4 +266,53 @@ def favorite_toggle(request, kind: str, pk: int):
 @login_required
 def favorites(request):
     return render(request, "frontend/community/favorites.html",
-                  {"items": list(selectors.favorites_of(user=request.user)[:200])})
+                  {"items": list(selectors.favorites_of(user=request.user)[:200]),
+                   "collections": selectors.collections_of(owner=request.user, viewer=request.user)})
+
+
+# --- collections --------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def collection_create(request):
+    with _Refused(request) as refused:
+        collection = services.collection_create(owner=request.user, name=request.POST.get("name", ""),
+                                                visibility=request.POST.get("visibility", "private"))
+    if refused.failed:
+        return redirect("/favourites/")
+    return redirect(f"/collections/{collection.pk}/")
+
+
+def collection_detail(request, collection_id: int):
+    collection = selectors.collection_get_for(viewer=request.user, collection_id=collection_id)
+    if collection is None:
+        raise Http404("No such collection")
+    items = list(selectors.collection_items(collection=collection, viewer=request.user)[:200])
+    return render(request, "frontend/community/collection.html", {"collection": collection, "items": items})
+
+
+@login_required
+@require_POST
+def collection_item(request, collection_id: int | None = None):
+    if collection_id is None:  # the model page's "Add to collection" form names it in a field
+        collection_id = _int(request.POST.get("collection", ""))
+    collection = selectors.collection_get_for(viewer=request.user, collection_id=collection_id)
+    if collection is None:
+        raise Http404("No such collection")
+    if request.POST.get("version"):
+        version = _version(request, _int(request.POST["version"]))
+        target, fallback = {"version": version}, _model_page(version)
+    else:
+        recipe = recipe_get_for(request.user, _int(request.POST.get("recipe", "")))
+        if recipe is None:
+            raise Http404("No such recipe")
+        target, fallback = {"recipe": recipe}, f"/recipes/{recipe.pk}/"
+    with _Refused(request) as refused:
+        if request.POST.get("action") == "remove":
+            services.collection_item_remove(collection=collection, user=request.user, **target)
+        else:
+            services.collection_item_add(collection=collection, user=request.user, **target)
+    if not refused.failed and request.POST.get("action") != "remove":
+        messages.success(request, f"Added to {collection.name}.")
+    return _back(request, fallback)

@@ -53,4 +53,8 @@ urlpatterns = [
     path("notifications/read/", community_views.notifications_read, name="notifications-read"),
     path("notifications/preferences/", community_views.notification_preferences, name="notification-preferences"),
     path("favourites/", community_views.favorites, name="favorites"),
+    path("collections/new/", community_views.collection_create, name="collection-create"),
+    path("collections/items/", community_views.collection_item, name="collection-item-add"),
+    path("collections/<int:collection_id>/", community_views.collection_detail, name="collection"),
+    path("collections/<int:collection_id>/items/", community_views.collection_item, name="collection-item"),
 ]

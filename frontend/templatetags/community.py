@@ -43,6 +43,7 @@ def model_social(context, model, version):
         "my_review": selectors.review_of(user=user, version=version) if signed_in and version else None,
         "comments": selectors.comments_for(model=model),
         "favorite": bool(version) and selectors.is_favorite(user=user, version=version),
+        "collections": list(selectors.collections_of(owner=user, viewer=user)) if signed_in else [],
         "review_max": REVIEW_MAX_CHARS,
         "comment_max": COMMENT_MAX_CHARS,
         "csrf_token": context.get("csrf_token"),

@@ -26,7 +26,7 @@ from hub.catalog.api_serialize import iso
 from hub.catalog.selectors import model_get_for, version_get_for
 from hub.community import selectors, services
 from hub.community.limits import RateLimited
-from hub.community.models import Comment, Notification, Review
+from hub.community.models import Collection, Comment, Notification, Review
 from merges.registry.selectors import recipe_get_for
 
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut}
@@ -530,3 +530,101 @@ class FavoritesView(CommunityView):
                 items.append({"kind": "recipe", "id": r.pk, "title": r.title,
                               "url": request.build_absolute_uri(f"/recipes/{r.pk}/"), "createdAt": iso(f.created_at)})
         return Response({"items": items})
+
+
+# --- collections -----------------------------------------------------------------------------
+
+
+class CollectionIn(serializers.Serializer):
+    name = serializers.CharField(max_length=1000, allow_blank=True)
+    visibility = serializers.ChoiceField(Collection.Visibility.values, default=Collection.Visibility.PRIVATE)
+
+
+class CollectionItemIn(serializers.Serializer):
+    modelVersionId = serializers.IntegerField(required=False, allow_null=True)
+    recipeId = serializers.IntegerField(required=False, allow_null=True)
+
+
+def collection_out(collection: Collection, items=None) -> dict[str, Any]:
+    body = {"id": collection.pk, "name": collection.name, "visibility": collection.visibility,
+            "user": {"username": collection.owner.username}, "createdAt": iso(collection.created_at)}
+    if items is not None:
+        body["items"] = [
+            {"kind": "modelVersion", "id": f.version_id, "title": f"{f.version.model.name} {f.version.name}"}
+            if f.version_id else {"kind": "recipe", "id": f.recipe_id, "title": f.recipe.title}
+            for f in items
+        ]
+    return body
+
+
+class CollectionListView(CommunityView):
+    @extend_schema(operation_id="collections_list",
+                   summary="A user's collections (yours: all; others': public ones)",
+                   parameters=[OpenApiParameter("username", OpenApiTypes.STR, description="Default: you")],
+                   responses={200: OpenApiResponse(description="{items: [Collection]}"), **_ERRORS},
+                   tags=["favorites"])
+    def get(self, request):
+        username = request.query_params.get("username")
+        if username:
+            owner = _creator(username)
+        elif request.user.is_authenticated:
+            owner = request.user
+        else:
+            raise ValidationError({"username": ["name a user, or sign in to list your own collections"]})
+        rows = selectors.collections_of(owner=owner, viewer=request.user).select_related("owner")
+        return Response({"items": [collection_out(c) for c in rows]})
+
+    @extend_schema(operation_id="collections_create", summary="Create a named collection", request=CollectionIn,
+                   responses={201: OpenApiResponse(description="Collection"), **_ERRORS}, tags=["favorites"])
+    def post(self, request):
+        data = _body(CollectionIn, request)
+        collection = services.collection_create(owner=request.user, name=data["name"], visibility=data["visibility"])
+        return Response(collection_out(collection, []), status=status.HTTP_201_CREATED)
+
+
+class CollectionDetailView(CommunityView):
+    def collection(self, collection_id: int) -> Collection:
+        collection = selectors.collection_get_for(viewer=self.request.user, collection_id=collection_id)
+        if collection is None:
+            raise NotFound(f"collection {collection_id} not found")
+        return collection
+
+    @extend_schema(operation_id="collections_retrieve", summary="A collection with the items you can see",
+                   responses={200: OpenApiResponse(description="Collection with items"), **_ERRORS},
+                   tags=["favorites"])
+    def get(self, request, collection_id: int):
+        collection = self.collection(collection_id)
+        return Response(collection_out(collection, selectors.collection_items(collection=collection,
+                                                                              viewer=request.user)[:500]))
+
+    @extend_schema(operation_id="collections_destroy", summary="Delete your collection",
+                   responses={204: None, **_ERRORS}, tags=["favorites"])
+    def delete(self, request, collection_id: int):
+        services.collection_delete(collection=self.collection(collection_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CollectionItemsView(CollectionDetailView):
+    def _target(self, request) -> dict:
+        data = _body(CollectionItemIn, request)
+        if bool(data.get("modelVersionId")) == bool(data.get("recipeId")):
+            raise ValidationError({"modelVersionId": ["send exactly one of modelVersionId or recipeId"]})
+        if data.get("modelVersionId"):
+            return {"version": self.version(data["modelVersionId"])}
+        return {"recipe": self.recipe(data["recipeId"])}
+
+    @extend_schema(operation_id="collections_items_add", summary="Add a model version or a recipe",
+                   request=CollectionItemIn, responses={200: OpenApiResponse(description="{added: true}"), **_ERRORS},
+                   tags=["favorites"])
+    def post(self, request, collection_id: int):
+        services.collection_item_add(collection=self.collection(collection_id), user=request.user,
+                                     **self._target(request))
+        return Response({"added": True})
+
+    @extend_schema(operation_id="collections_items_remove", summary="Remove a model version or a recipe",
+                   request=CollectionItemIn, responses={200: OpenApiResponse(description="{removed: bool}"), **_ERRORS},
+                   tags=["favorites"])
+    def delete(self, request, collection_id: int):
+        removed = services.collection_item_remove(collection=self.collection(collection_id), user=request.user,
+                                                  **self._target(request))
+        return Response({"removed": removed})

@@ -150,8 +150,28 @@ class NotificationMute(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "kind"], name="notification_mute_unique")]
 
 
+class Collection(models.Model):
+    """A named, public or private list of model versions and recipes (the default list is "Favourites")."""
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public"
+        PRIVATE = "private"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=100)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="collection_owner_name_unique")]
+
+
 class Favorite(models.Model):
+    """An item in the user's Favourites (collection NULL) or in one of their named collections."""
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favorites")
+    collection = models.ForeignKey(Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="items")
     version = models.ForeignKey("catalog.ModelVersion", null=True, blank=True, on_delete=models.CASCADE,
                                 related_name="favorites")
     recipe = models.ForeignKey("registry.Recipe", null=True, blank=True, on_delete=models.CASCADE,
@@ -166,7 +186,11 @@ class Favorite(models.Model):
                 name="favorite_one_target",
             ),
             models.UniqueConstraint(fields=["user", "version"], name="favorite_version_unique",
-                                    condition=Q(version__isnull=False)),
+                                    condition=Q(version__isnull=False, collection__isnull=True)),
             models.UniqueConstraint(fields=["user", "recipe"], name="favorite_recipe_unique",
+                                    condition=Q(recipe__isnull=False, collection__isnull=True)),
+            models.UniqueConstraint(fields=["collection", "version"], name="collection_version_unique",
+                                    condition=Q(version__isnull=False)),
+            models.UniqueConstraint(fields=["collection", "recipe"], name="collection_recipe_unique",
                                     condition=Q(recipe__isnull=False)),
         ]

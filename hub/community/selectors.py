@@ -17,6 +17,7 @@ from hub.catalog.api_prepared import PreparedValuesQuery
 from hub.catalog.api_selectors import version_visible_q_for
 from hub.catalog.models import ModelVersion
 from hub.community.models import (
+    Collection,
     Comment,
     Favorite,
     Follow,
@@ -225,15 +226,38 @@ def muted_kinds(*, user) -> list[str]:
 # --- favourites -------------------------------------------------------------------------
 
 
-def favorites_of(*, user) -> QuerySet[Favorite]:
-    """The user's favourites whose object they can still see."""
-    uid = user.pk
-    visible = (Q(version__isnull=True) | version_visible_q_for(uid, prefix="version__")) & (
+def _items_visible_q(uid: int | None) -> Q:
+    return (Q(version__isnull=True) | version_visible_q_for(uid, prefix="version__")) & (
         Q(recipe__isnull=True) | _recipe_visible_q(uid, "recipe__")
     )
-    return Favorite.objects.filter(visible, user_id=uid).select_related(
+
+
+def favorites_of(*, user) -> QuerySet[Favorite]:
+    """The user's Favourites whose object they can still see."""
+    return Favorite.objects.filter(_items_visible_q(user.pk), user_id=user.pk, collection__isnull=True).select_related(
         "version", "version__model", "recipe", "recipe__owner"
     )
+
+
+def collections_of(*, owner, viewer) -> QuerySet[Collection]:
+    """The owner's collections: all of them for the owner, the public ones for anyone else."""
+    qs = Collection.objects.filter(owner=owner)
+    if _uid(viewer) != owner.pk:
+        qs = qs.filter(visibility=Collection.Visibility.PUBLIC)
+    return qs.order_by("name", "id")
+
+
+def collection_get_for(*, viewer, collection_id: int) -> Collection | None:
+    uid = _uid(viewer)
+    visible = Q(visibility=Collection.Visibility.PUBLIC) | (Q(owner_id=uid) if uid else Q(pk__in=[]))
+    return Collection.objects.select_related("owner").filter(visible, pk=collection_id).first()
+
+
+def collection_items(*, collection, viewer) -> QuerySet[Favorite]:
+    """Items of a collection the viewer can see (a private model in a public collection stays hidden)."""
+    return Favorite.objects.filter(_items_visible_q(_uid(viewer)), collection=collection).select_related(
+        "version", "version__model", "recipe", "recipe__owner"
+    ).order_by("-created_at", "-id")
 
 
 def is_favorite(*, user, version=None, recipe=None) -> bool:
@@ -241,4 +265,4 @@ def is_favorite(*, user, version=None, recipe=None) -> bool:
     if uid is None:
         return False
     key = {"version": version} if version is not None else {"recipe": recipe}
-    return Favorite.objects.filter(user_id=uid, **key).exists()
+    return Favorite.objects.filter(user_id=uid, collection__isnull=True, **key).exists()

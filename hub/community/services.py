@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from hub.community import limits
 from hub.community.models import (
+    Collection,
     Comment,
     Favorite,
     Follow,
@@ -451,7 +452,7 @@ def favorite_add(*, user, version=None, recipe=None) -> Favorite:
     if (version is None) == (recipe is None):
         raise CommunityError("favourite exactly one of a model version or a recipe", field="target")
     key = {"version": version} if version is not None else {"recipe": recipe}
-    existing = Favorite.objects.filter(user=user, **key).first()
+    existing = Favorite.objects.filter(user=user, collection__isnull=True, **key).first()
     if existing is not None:
         return existing
     limits.hit(user, "favorite")
@@ -462,13 +463,62 @@ def favorite_add(*, user, version=None, recipe=None) -> Favorite:
                 _stats_change(model_id=version.model_id, version_id=version.pk, favorites=1)
             return favorite
     except IntegrityError:
-        return Favorite.objects.get(user=user, **key)
+        return Favorite.objects.get(user=user, collection__isnull=True, **key)
 
 
 def favorite_remove(*, user, version=None, recipe=None) -> bool:
     key = {"version": version} if version is not None else {"recipe": recipe}
     with transaction.atomic():
-        deleted = Favorite.objects.filter(user=user, **key).delete()[0] > 0
+        deleted = Favorite.objects.filter(user=user, collection__isnull=True, **key).delete()[0] > 0
         if deleted and version is not None:
             _stats_change(model_id=version.model_id, version_id=version.pk, favorites=-1)
     return deleted
+
+
+# --- collections ------------------------------------------------------------------------
+
+
+def collection_create(*, owner, name: str, visibility: str = Collection.Visibility.PRIVATE) -> Collection:
+    name = (name or "").strip()
+    if not name:
+        raise CommunityError("a collection needs a name", field="name")
+    if len(name) > 100:
+        raise CommunityError("a collection name has at most 100 characters", field="name")
+    if name.lower() == "favourites" or name.lower() == "favorites":
+        raise CommunityError("“Favourites” is your default list already; choose another name", field="name")
+    if visibility not in Collection.Visibility.values:
+        raise CommunityError(f"visibility must be one of {', '.join(Collection.Visibility.values)}", field="visibility")
+    if Collection.objects.filter(owner=owner, name=name).exists():
+        raise CommunityError(f"you already have a collection named {name!r}", status=409, code="exists", field="name")
+    limits.hit(owner, "favorite")
+    try:
+        with transaction.atomic():
+            return Collection.objects.create(owner=owner, name=name, visibility=visibility)
+    except IntegrityError as exc:
+        raise CommunityError(f"you already have a collection named {name!r}", status=409, code="exists") from exc
+
+
+def collection_delete(*, collection: Collection, user) -> None:
+    if collection.owner_id != user.pk:
+        raise CommunityError("only the owner can delete a collection", status=403, code="forbidden")
+    collection.delete()
+
+
+def collection_item_add(*, collection: Collection, user, version=None, recipe=None) -> Favorite:
+    """`version` / `recipe` must come from visibility selectors for `user`."""
+    if collection.owner_id != user.pk:
+        raise CommunityError("only the owner can change a collection", status=403, code="forbidden")
+    if (version is None) == (recipe is None):
+        raise CommunityError("add exactly one of a model version or a recipe", field="target")
+    key = {"version": version} if version is not None else {"recipe": recipe}
+    limits.hit(user, "favorite")
+    with transaction.atomic():
+        item, _ = Favorite.objects.get_or_create(user=user, collection=collection, **key)
+    return item
+
+
+def collection_item_remove(*, collection: Collection, user, version=None, recipe=None) -> bool:
+    if collection.owner_id != user.pk:
+        raise CommunityError("only the owner can change a collection", status=403, code="forbidden")
+    key = {"version": version} if version is not None else {"recipe": recipe}
+    return Favorite.objects.filter(collection=collection, **key).delete()[0] > 0

@@ -19,4 +19,7 @@ urlpatterns = [
     path("v1/model-versions/<int:version_id>/favorite", api.VersionFavoriteView.as_view(), name="version-favorite"),
     path("v1/recipes/<int:recipe_id>/favorite", api.RecipeFavoriteView.as_view(), name="recipe-favorite"),
     path("v1/me/favorites", api.FavoritesView.as_view(), name="favorites"),
+    path("v1/collections", api.CollectionListView.as_view(), name="collections"),
+    path("v1/collections/<int:collection_id>", api.CollectionDetailView.as_view(), name="collection"),
+    path("v1/collections/<int:collection_id>/items", api.CollectionItemsView.as_view(), name="collection-items"),
 ]

@@ -283,3 +283,33 @@ def test_highest_rated_orders_by_wilson_bound_within_six_queries(client, alice, 
             assert client.get(f"/api/v1/models?limit={limit}&sort=Highest%20Rated").status_code == 200
         counts[limit] = len(ctx.captured_queries)
     assert len(set(counts.values())) == 1 and counts[100] <= 6, counts
+
+
+def test_collections_public_private_and_hidden_items(api_client, alice, bob, model, local_storage):
+    version = model.versions.get()
+    client = _as(api_client, bob)
+    r = client.post("/api/v1/collections", {"name": "Anime picks", "visibility": "public"}, format="json")
+    assert r.status_code == 201
+    public = r.json()["id"]
+    private = client.post("/api/v1/collections", {"name": "Later"}, format="json").json()["id"]
+    assert client.post("/api/v1/collections", {"name": "Later"}, format="json").status_code == 409
+    assert client.post("/api/v1/collections", {"name": " "}, format="json").status_code == 400
+    assert client.post(f"/api/v1/collections/{public}/items", {"modelVersionId": version.pk},
+                       format="json").json() == {"added": True}
+    secret = make_published_model(alice, "Secret", data=tiny_safetensors_bytes(520), visibility="private")
+    assert client.post(f"/api/v1/collections/{public}/items", {"modelVersionId": secret.versions.get().pk},
+                       format="json").status_code == 404
+
+    other = _as(api_client, alice)
+    assert [c["name"] for c in other.get("/api/v1/collections?username=bob").json()["items"]] == ["Anime picks"]
+    assert other.get(f"/api/v1/collections/{private}").status_code == 404
+    body = other.get(f"/api/v1/collections/{public}").json()
+    assert [i["id"] for i in body["items"]] == [version.pk]
+    assert other.post(f"/api/v1/collections/{public}/items", {"modelVersionId": version.pk},
+                      format="json").status_code == 403
+    # The model goes private: the item disappears for others.
+    type(model).objects.filter(pk=model.pk).update(visibility="private")
+    api_client.force_authenticate(None)
+    assert api_client.get(f"/api/v1/collections/{public}").json()["items"] == []
+    client = _as(api_client, bob)
+    assert client.delete(f"/api/v1/collections/{public}").status_code == 204

@@ -54,3 +54,24 @@ def test_hidden_objects_are_404(client, alice, bob, local_storage):
     assert client.post("/community/comments/new/", {"model": private.pk, "text": "hi"}).status_code == 404
     assert client.post(f"/community/version/{version.pk}/favorite/").status_code == 404
     assert not Comment.objects.exists() and not Review.objects.exists()
+
+
+def test_collections_pages(client, alice, bob, local_storage):
+    model = make_published_model(alice, "Dream", data=tiny_safetensors_bytes(11))
+    version = model.versions.get()
+    client.force_login(bob)
+    response = client.post("/collections/new/", {"name": "Picks", "visibility": "public"})
+    assert response.status_code == 302
+    url = response["Location"]
+    assert "Add to collection" in client.get(f"/models/{model.pk}/{model.slug}/").content.decode()
+    collection_id = int(url.strip("/").split("/")[-1])
+    client.post("/collections/items/", {"collection": collection_id, "version": version.pk})
+    assert "Dream v1.0" in client.get(url).content.decode()
+    assert "Picks" in client.get("/favourites/").content.decode()
+    client.force_login(alice)
+    assert "Dream v1.0" in client.get(url).content.decode()  # public: others see it
+    client.logout()
+    from hub.community.models import Collection
+
+    Collection.objects.filter(pk=collection_id).update(visibility="private")
+    assert client.get(url).status_code == 404
