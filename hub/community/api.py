@@ -12,11 +12,13 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hub.accounts.auth import HasScope
+from hub.accounts.auth import HasScope, bearer_token
+from hub.accounts.services import InvalidApiKey
 from hub.api.errors import error_body
 from hub.api.negotiation import JsonOnlyNegotiation
 from hub.api.pagination import cursor_int, decode_cursor, encode_cursor, page_metadata, parse_limit
@@ -440,14 +442,31 @@ class NotificationListView(CommunityView):
 
 
 class UnreadCountView(CommunityView):
-    private = True
+    # Polled by clients and as cheap as /api/v1/health, nearly: an API key is
+    # checked in get() in the same round trip as the count (see
+    # selectors.unread_count_with_api_key); sessions go through DRF as usual.
+    authentication_classes = [SessionAuthentication]
+
+    def get_permissions(self):
+        return []
 
     @extend_schema(operation_id="notifications_unread_count",
                    summary=f"How many unread notifications (capped: more than {selectors.UNREAD_CAP} reads as {selectors.UNREAD_CAP + 1})",
                    responses={200: OpenApiResponse(description="{unread: int, capped: bool}")},
                    tags=["notifications"])
     def get(self, request):
-        n = selectors.unread_count(user=request.user)
+        token = bearer_token(request)
+        if token is not None:
+            try:
+                key, n = selectors.unread_count_with_api_key(token)
+            except InvalidApiKey as exc:
+                raise AuthenticationFailed(str(exc)) from exc
+            if not key.has_scope("read"):
+                raise PermissionDenied("this API key lacks the 'read' scope")
+        elif request.user.is_authenticated:
+            n = selectors.unread_count(user=request.user)
+        else:
+            raise NotAuthenticated()
         return Response({"unread": n, "capped": n > selectors.UNREAD_CAP})
 
 

@@ -219,6 +219,36 @@ def unread_count(*, user) -> int:
     return len(_UNREAD.rows(uid))
 
 
+def unread_count_with_api_key(token: str):
+    """Authenticate an API key and count its user's unread notifications in one round trip: (key, count).
+
+    The key's user is guessed from earlier requests with the same key (as the
+    registry's cached runs do); the guess is checked against the key found,
+    and a wrong or missing guess costs one more query. Raises InvalidApiKey as
+    `api_key_authenticate` does.
+    """
+    from hub.accounts.services import (
+        api_key_authenticate,
+        api_key_check,
+        api_key_from_rows,
+        api_key_lookup_call,
+        api_key_split,
+        api_key_user_guess,
+    )
+    from hub.catalog.api_prepared import rows_many
+
+    prefix, secret = api_key_split(token)
+    user_id = api_key_user_guess(prefix)
+    if user_id is None:
+        key = api_key_authenticate(token)
+        return key, len(_UNREAD.rows(key.user_id))
+    key_rows, unread_rows = rows_many([api_key_lookup_call(prefix), (_UNREAD, (user_id,))])
+    key = api_key_check(api_key_from_rows(key_rows), secret)
+    if key.user_id != user_id:
+        return key, len(_UNREAD.rows(key.user_id))
+    return key, len(unread_rows)
+
+
 def muted_kinds(*, user) -> list[str]:
     return sorted(NotificationMute.objects.filter(user=user).values_list("kind", flat=True))
 

@@ -313,3 +313,22 @@ def test_collections_public_private_and_hidden_items(api_client, alice, bob, mod
     assert api_client.get(f"/api/v1/collections/{public}").json()["items"] == []
     client = _as(api_client, bob)
     assert client.delete(f"/api/v1/collections/{public}").status_code == 204
+
+
+def test_unread_count_with_api_keys(api_client, bob, alice, model):
+    from hub.community.services import notification_send
+
+    notification_send(user_id=bob.pk, kind="comment", text="hello")
+    key = api_key_create(user=bob, name="r", scopes=["read"]).plaintext
+    for _ in range(2):  # the first request learns the key's user; the second fuses key check and count
+        r = api_client.get("/api/v1/notifications/unread-count", HTTP_AUTHORIZATION=f"Bearer {key}")
+        assert r.json() == {"unread": 1, "capped": False}
+    other = api_key_create(user=alice, name="a", scopes=["read"]).plaintext
+    assert api_client.get("/api/v1/notifications/unread-count",
+                          HTTP_AUTHORIZATION=f"Bearer {other}").json()["unread"] == 0
+    no_read = api_key_create(user=bob, name="d", scopes=["download"]).plaintext
+    assert api_client.get("/api/v1/notifications/unread-count",
+                          HTTP_AUTHORIZATION=f"Bearer {no_read}").status_code == 403
+    bad = api_client.get("/api/v1/notifications/unread-count", HTTP_AUTHORIZATION="Bearer mw_nope_nope")
+    assert bad.status_code in (401, 403) and bad.json()["error"]
+    assert api_client.get("/api/v1/notifications/unread-count").status_code in (401, 403)
