@@ -12,7 +12,6 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -445,7 +444,9 @@ class UnreadCountView(CommunityView):
     # Polled by clients and as cheap as /api/v1/health, nearly: an API key is
     # checked in get() in the same round trip as the count (see
     # selectors.unread_count_with_api_key); sessions go through DRF as usual.
-    authentication_classes = [SessionAuthentication]
+    # A GET changes nothing, so the website's session (Django's own
+    # middleware) is read directly, without DRF's authentication pass.
+    authentication_classes: list = []
 
     def get_permissions(self):
         return []
@@ -463,8 +464,8 @@ class UnreadCountView(CommunityView):
                 raise AuthenticationFailed(str(exc)) from exc
             if not key.has_scope("read"):
                 raise PermissionDenied("this API key lacks the 'read' scope")
-        elif request.user.is_authenticated:
-            n = selectors.unread_count(user=request.user)
+        elif request._request.user.is_authenticated:
+            n = selectors.unread_count(user=request._request.user)
         else:
             raise NotAuthenticated()
         return Response({"unread": n, "capped": n > selectors.UNREAD_CAP})

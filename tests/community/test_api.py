@@ -332,3 +332,12 @@ def test_unread_count_with_api_keys(api_client, bob, alice, model):
     bad = api_client.get("/api/v1/notifications/unread-count", HTTP_AUTHORIZATION="Bearer mw_nope_nope")
     assert bad.status_code in (401, 403) and bad.json()["error"]
     assert api_client.get("/api/v1/notifications/unread-count").status_code in (401, 403)
+
+
+def test_unread_count_with_a_website_session(client, bob):
+    from hub.community.services import notification_send
+
+    notification_send(user_id=bob.pk, kind="comment", text="hello")
+    assert client.get("/api/v1/notifications/unread-count").status_code in (401, 403)
+    client.force_login(bob)
+    assert client.get("/api/v1/notifications/unread-count").json() == {"unread": 1, "capped": False}
