@@ -448,6 +448,9 @@ class UnreadCountView(CommunityView):
     # middleware) is read directly, without DRF's authentication pass.
     authentication_classes: list = []
 
+    def perform_authentication(self, request):
+        pass  # DRF would set the Django request's user to AnonymousUser here
+
     def get_permissions(self):
         return []
 
@@ -464,10 +467,12 @@ class UnreadCountView(CommunityView):
                 raise AuthenticationFailed(str(exc)) from exc
             if not key.has_scope("read"):
                 raise PermissionDenied("this API key lacks the 'read' scope")
-        elif request._request.user.is_authenticated:
-            n = selectors.unread_count(user=request._request.user)
         else:
-            raise NotAuthenticated()
+            # The session's user; DRF's only when a test client forces one.
+            user = request._request.user if request._request.user.is_authenticated else request.user
+            if not user.is_authenticated:
+                raise NotAuthenticated()
+            n = selectors.unread_count(user=user)
         return Response({"unread": n, "capped": n > selectors.UNREAD_CAP})
 
 
