@@ -19,6 +19,7 @@ from hub.uploads.image_selectors import with_covers
 SORTS = {
     "Newest": ("-published_at", "-id"),
     "Most Downloaded": ("-download_count", "-id"),
+    "Highest Rated": ("-community_stats__rating_score", "-id"),
 }
 DEFAULT_SORT = "Newest"
 
@@ -39,7 +40,7 @@ def _published_versions() -> QuerySet[ModelVersion]:
 
 def model_listing(*, user, filters: ModelFilters, owner=None) -> QuerySet[Model]:
     """Visible models matching `filters`, with what a card shows prefetched."""
-    qs = models_visible_to(user).select_related("owner")
+    qs = models_visible_to(user).select_related("owner", "community_stats")
     if owner is not None:
         qs = qs.filter(owner=owner)
     if not filters.nsfw:

@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import image_views, moderation_views, preview_views, recipe_views, upload_views, views
+from frontend import community_views, image_views, moderation_views, preview_views, recipe_views, upload_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -47,4 +47,22 @@ urlpatterns = [
     path("moderation/", moderation_views.queue, name="moderation-queue"),
     path("moderation/act/", moderation_views.act, name="moderation-act"),
     path("moderation/log/", moderation_views.audit_log, name="moderation-log"),
+    # Community (hub.community): reviews, comments, follows, feed, notifications, favourites.
+    path("community/versions/<int:version_id>/review/", community_views.review_save, name="review-save"),
+    path("community/reviews/<int:review_id>/delete/", community_views.review_delete, name="review-delete"),
+    path("community/reviews/<int:review_id>/reply/", community_views.review_reply, name="review-reply"),
+    path("community/comments/new/", community_views.comment_create, name="comment-create"),
+    path("community/comments/<int:comment_id>/edit/", community_views.comment_edit, name="comment-edit"),
+    path("community/comments/<int:comment_id>/delete/", community_views.comment_delete, name="comment-delete"),
+    path("community/<str:kind>/<int:pk>/favorite/", community_views.favorite_toggle, name="favorite-toggle"),
+    path("users/<str:username>/follow/", community_views.follow_toggle, name="follow"),
+    path("following/", community_views.following_feed, name="following"),
+    path("notifications/", community_views.notifications, name="notifications"),
+    path("notifications/read/", community_views.notifications_read, name="notifications-read"),
+    path("notifications/preferences/", community_views.notification_preferences, name="notification-preferences"),
+    path("favourites/", community_views.favorites, name="favorites"),
+    path("collections/new/", community_views.collection_create, name="collection-create"),
+    path("collections/items/", community_views.collection_item, name="collection-item-add"),
+    path("collections/<int:collection_id>/", community_views.collection_detail, name="collection"),
+    path("collections/<int:collection_id>/items/", community_views.collection_item, name="collection-item"),
 ]

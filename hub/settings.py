@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "merges.registry",
     "hub.previews",
     "hub.moderation",
+    "hub.community",
     "frontend",
 ]
 

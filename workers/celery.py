@@ -14,4 +14,5 @@ app.conf.include = [
     "workers.tasks.ingest",
     "workers.tasks.merge",
     "workers.tasks.render",
+    "workers.tasks.community",
 ]

@@ -55,6 +55,15 @@ def cursor_int(value: Any) -> int:
     return value
 
 
+def cursor_float(value: Any) -> float | None:
+    """A float sort key (None: a row with no value, sorted last)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError({"cursor": ["invalid cursor"]})
+    return float(value)
+
+
 def parse_limit(request, *, default: int, maximum: int = MAX_LIMIT) -> int:
     raw = request.query_params.get("limit")
     if raw in (None, ""):

@@ -52,6 +52,12 @@ class FileOut(serializers.Serializer):
 
 class StatsOut(serializers.Serializer):
     downloadCount = serializers.IntegerField()
+    thumbsUpCount = serializers.IntegerField(help_text="Reviews that recommend")
+    thumbsDownCount = serializers.IntegerField(help_text="Reviews that do not recommend")
+    rating = serializers.FloatField(help_text="0–5, from the recommend share (0 with no reviews)")
+    ratingCount = serializers.IntegerField(help_text="Number of reviews")
+    commentCount = serializers.IntegerField()
+    favoriteCount = serializers.IntegerField()
 
 
 class VersionOut(serializers.Serializer):

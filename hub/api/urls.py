@@ -33,4 +33,5 @@ urlpatterns = [
     path("", include("hub.uploads.urls")),
     path("", include("hub.previews.urls")),
     path("", include("hub.moderation.urls")),
+    path("", include("hub.community.urls")),
 ]

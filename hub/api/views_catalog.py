@@ -19,6 +19,7 @@ from hub.api import schemas
 from hub.api.base import V1View, download_base
 from hub.api.pagination import (
     cursor_datetime,
+    cursor_float,
     cursor_int,
     decode_cursor,
     encode_cursor,
@@ -76,7 +77,8 @@ class ModelListView(V1View):
         description=(
             "Public published models plus the caller's own. Keyset cursor pagination: follow `metadata.nextPage` "
             "(or pass `metadata.nextCursor` as `cursor` with the same filters and sort); pages stay stable while "
-            "models are added. `Highest Rated` orders by download count until ratings exist."
+            "models are added. `Highest Rated` orders by the Wilson lower bound of the share of reviews that "
+            "recommend the model, so a model with one vote does not lead."
         ),
         parameters=[
             OpenApiParameter("limit", OpenApiTypes.INT, description="1–100, default 100"),
@@ -128,7 +130,12 @@ class ModelListView(V1View):
         after = None
         if cursor := request.query_params.get("cursor"):
             key, last_id = decode_cursor(cursor, kind, 2)
-            key = cursor_datetime(key) if sort == sel.Sort.NEWEST else cursor_int(key)
+            if sort == sel.Sort.NEWEST:
+                key = cursor_datetime(key)
+            elif sort == sel.Sort.HIGHEST_RATED:
+                key = cursor_float(key)
+            else:
+                key = cursor_int(key)
             after = (key, cursor_int(last_id))
         page = sel.models_page(request.user, filters=filters, sort=sort, limit=limit, after=after)
         next_cursor = encode_cursor(kind, *page.next_key) if page.next_key else None

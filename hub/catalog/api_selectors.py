@@ -23,6 +23,7 @@ from hub.catalog.api_prepared import PreparedValuesQuery
 from hub.catalog.models import Model, ModelVersion, Tag
 from hub.catalog.nsfw import levels_in
 from hub.catalog.selectors import models_visible_to
+from hub.community.stats import RATING_KEY, STATS_VALUES, stats_values
 from hub.files.models import ModelFile
 
 Row = dict[str, Any]
@@ -31,7 +32,7 @@ MODEL_FIELDS = (
     "id", "name", "description", "type", "checkpoint_type", "nsfw", "nsfw_level", "allow_no_credit", "allow_commercial_use",
     "allow_derivatives", "allow_different_license", "visibility", "status", "download_count", "created_at",
     "updated_at", "published_at", "owner_id", "owner__username", "slug",
-)
+) + STATS_VALUES
 VERSION_FIELDS = (
     "id", "model_id", "name", "description", "base_model", "trained_words", "status", "published_at",
     "download_count", "created_at", "updated_at",
@@ -54,7 +55,7 @@ HASH_PRIORITY = ("sha256", "blake3", "autov3", "autov2", "autov1", "crc32")
 class Sort:
     NEWEST = "Newest"
     MOST_DOWNLOADED = "Most Downloaded"
-    # No ratings exist yet, so Highest Rated orders like Most Downloaded.
+    # Wilson lower bound of the recommend share (hub.community), so one vote does not lead.
     HIGHEST_RATED = "Highest Rated"
     ALL = (NEWEST, MOST_DOWNLOADED, HIGHEST_RATED)
 
@@ -148,6 +149,17 @@ def _keyset(qs: QuerySet[Model], sort: str, after: tuple[Any, int] | None) -> Qu
             else:
                 qs = qs.filter(Q(published_at__lte=key) & (Q(published_at__lt=key) | Q(id__lt=last_id)))
         return qs
+    if sort == Sort.HIGHEST_RATED:
+        # Models nobody reviewed have no stats row (NULL): they come last.
+        qs = qs.order_by(F(RATING_KEY).desc(nulls_last=True), "-id")
+        if after is not None:
+            key, last_id = after
+            if key is None:
+                qs = qs.filter(**{f"{RATING_KEY}__isnull": True, "id__lt": last_id})
+            else:
+                qs = qs.filter(Q(**{f"{RATING_KEY}__lt": key}) | Q(**{RATING_KEY: key, "id__lt": last_id})
+                               | Q(**{f"{RATING_KEY}__isnull": True}))
+        return qs
     qs = qs.order_by("-download_count", "-id")
     if after is not None:
         key, last_id = after
@@ -158,6 +170,8 @@ def _keyset(qs: QuerySet[Model], sort: str, after: tuple[Any, int] | None) -> Qu
 def sort_key(sort: str, row: Row) -> tuple[Any, int]:
     if sort == Sort.NEWEST:
         return row["published_at"], row["id"]
+    if sort == Sort.HIGHEST_RATED:
+        return row[RATING_KEY], row["id"]
     return row["download_count"], row["id"]
 
 
@@ -197,7 +211,7 @@ def models_related(user, rows: list[Row]) -> ModelPage:
     versions = list(
         ModelVersion.objects.filter(visible, model_id__in=ids)
         .order_by("model_id", "-created_at", "-id")
-        .values(*VERSION_FIELDS)
+        .values(*VERSION_FIELDS, *STATS_VALUES)
     )
     page.versions_by_model = _group(versions, "model_id")
     page.files_by_version = files_for_versions([v["id"] for v in versions])
@@ -228,6 +242,7 @@ def model_row(model: Model) -> Row:
     """The `.values()` row for an instance already loaded with its owner."""
     row = {name: getattr(model, name) for name in MODEL_FIELDS if "__" not in name}
     row["owner__username"] = model.owner.username
+    row.update(stats_values(model_id=model.pk))
     return row
 
 
@@ -240,6 +255,7 @@ def version_row_with_model(version: ModelVersion) -> Row:
         "model__status": model.status, "model__visibility": model.visibility,
         "model__owner__username": model.owner.username, "model__slug": model.slug,
     })
+    row.update(stats_values(version_id=version.pk))
     return row
 
 
@@ -276,7 +292,7 @@ _MODEL_CONTEXT = ("model__name", "model__type", "model__nsfw", "model__status", 
                   "model__owner__username", "model__slug")
 _FILE_CONTEXT = tuple(f"version__{name}" for name in VERSION_FIELDS if name != "id") + tuple(
     f"version__{name}" for name in _MODEL_CONTEXT
-)
+) + tuple(f"version__{name}" for name in STATS_VALUES)
 
 
 def _hash_match_q(columns_and_values: dict[str, list[str]]) -> Q:

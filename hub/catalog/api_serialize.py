@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from hub.catalog.api_selectors import ModelPage, Row
+from hub.community.stats import stats_out
 
 HASH_NAMES = (("AutoV1", "autov1"), ("AutoV2", "autov2"), ("SHA256", "sha256"), ("CRC32", "crc32"),
               ("BLAKE3", "blake3"), ("AutoV3", "autov3"))
@@ -66,7 +67,7 @@ def version_out(row: Row, files: list[Row], download_base: str, *, with_model: b
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
         "publishedAt": iso(row["published_at"]),
-        "stats": {"downloadCount": row["download_count"]},
+        "stats": {"downloadCount": row["download_count"], **stats_out(row)},
         "files": [file_out(f, download_base) for f in files],
         "downloadUrl": f"{download_base}{row['id']}",
     }
@@ -103,7 +104,7 @@ def model_out(row: Row, page: ModelPage, download_base: str) -> dict[str, Any]:
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
         "publishedAt": iso(row["published_at"]),
-        "stats": {"downloadCount": row["download_count"]},
+        "stats": {"downloadCount": row["download_count"], **stats_out(row)},
         "creator": {"username": row["owner__username"]},
         "hf": hf_out(row["owner__username"], row["slug"]),
         "tags": page.tags_by_model.get(row["id"], []),

@@ -153,10 +153,14 @@ def model_version_publish(
             credited = check(version=version, reupload_of=reupload_of, adopt_licence=adopt_licence)
             if credited is not None and credited != version.reupload_of_id:
                 ModelVersion.objects.filter(pk=version.pk).update(reupload_of_id=credited)
-        ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)
+        first_publish = ModelVersion.objects.filter(pk=version.pk, published_at__isnull=True).update(published_at=now)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.PUBLISHED)
         Model.objects.filter(pk=version.model_id, published_at__isnull=True).update(published_at=now)
         Model.objects.filter(pk=version.model_id).update(status=Model.Status.PUBLISHED, updated_at=now)
+        if first_publish:
+            from hub.community.services import version_published_announce  # followers hear of it after commit
+
+            version_published_announce(version_id=version.pk)
     version.refresh_from_db()
     return version
 

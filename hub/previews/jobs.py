@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from hub.files.storage import blob_storage
 from hub.previews import conf
+from hub.community.services import render_job_notify
 from hub.previews.models import PreviewGrid, PreviewImage, RenderJob
 from hub.files.input_cache import InputCache, storage_fetcher
 from hub.previews.renderer.errors import RenderError
@@ -104,6 +105,7 @@ def _fail(job: RenderJob, attempt: int, detail: str, reason: str) -> Outcome:
     _owned(job, attempt).update(
         status=RenderJob.Status.FAILED, error=detail[:2000], reason=reason[:2000], finished_at=timezone.now()
     )
+    render_job_notify(job_id=job.pk)  # community notifications
     return Outcome("failed", detail)
 
 
@@ -367,6 +369,7 @@ def _publish(job: RenderJob, attempt: int, result, files: dict[str, bytes], seco
             finished_at=timezone.now(),
             render_seconds=seconds,
         )
+        render_job_notify(job_id=job.pk)  # community notifications
     return True
 
 

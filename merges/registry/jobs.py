@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from hub.community.services import merge_job_notify
 from hub.files.services import FileRejected, blob_ingest_path
 from hub.files.storage import blob_storage
 from merges.registry import conf
@@ -136,9 +137,12 @@ def _enter_phase(job: MergeJob, attempt: int, phase: str) -> None:
 def _finish(job: MergeJob, attempt: int, **fields: Any) -> bool:
     """Write a final state if this attempt still owns the job."""
     fields.setdefault("finished_at", timezone.now())
-    return bool(
+    finished = bool(
         MergeJob.objects.filter(pk=job.pk, status=MergeJob.Status.RUNNING, attempts=attempt).update(**fields)
     )
+    if finished:
+        merge_job_notify(job_id=job.pk)  # community notifications
+    return finished
 
 
 class _Heartbeat:
@@ -338,6 +342,7 @@ def merge_job_execute(*, job_id: int, worker: str) -> Outcome:
             engine_seconds=engine_seconds,
             error="",
         )
+        merge_job_notify(job_id=job.pk)  # community notifications
         transaction.on_commit(lambda: _preview_hook(version.pk))
     return Outcome("succeeded", f"model version {version.pk}")
 

@@ -31,6 +31,7 @@ from hub.catalog.licences import Licence as CatalogLicence
 from hub.catalog.models import Model, ModelVersion
 from hub.catalog.services import model_create, model_version_create, model_version_publish
 from hub.faults import BrokerUnavailable
+from hub.community.services import recipe_forked_notify, recipe_run_notify
 from hub.files.models import ModelFile
 from hub.files.services import BlobInfo, model_file_create
 from hub.tasks_enqueue import broker_started_at, task_send
@@ -224,6 +225,7 @@ def recipe_fork(
             message=f"Forked from {source_recipe.owner.username}/{source_recipe.slug} v{version.number}",
             parent=version,
         )
+        recipe_forked_notify(fork=recipe, source_recipe=source_recipe, user=owner)
     return recipe
 
 
@@ -624,6 +626,7 @@ def _merge_run_keyed(version: RecipeVersion, user: User, inputs: dict[str, Resol
             return RunOutcome(job=job, output=None)
         job_id = job.pk
         transaction.on_commit(lambda: _job_send(job_id))
+        recipe_run_notify(recipe_id=version.recipe_id, user=user)
     return RunOutcome(job=job, output=None)
 
 
