@@ -55,6 +55,8 @@ _PLAIN_PREFIX = "mergeworks:catalog:plain:"
 _UNWATCHED = frozenset({
     "catalog_download", "catalog_downloadrollup", "uploads_upload", "registry_mergejob", "previews_renderjob",
     "accounts_apikey", "django_session", "django_admin_log", "django_migrations",
+    # Community rows no list shows (counts reach the lists through community_modelstats, which is watched).
+    "community_notification", "community_notificationmute", "community_follow", "community_collection",
 })
 _WRITE = re.compile(
     r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE
