@@ -38,28 +38,3 @@ def test_owner_renders_previews_from_the_model_page(live_worker, page, checkpoin
     grid.get_by_text("Single images and their parameters").click()
     expect(grid.get_by_text(re.compile(r"Steps: 2, Sampler: Euler a, CFG scale: 5, Seed: 8"))).to_have_count(2)
     page.screenshot(path=str(tmp_path / "model-page-previews.png"), full_page=True)
-
-
-def test_first_run_demo_model_page_shows_its_grid_without_a_click(live_worker, page, base_configs_root, monkeypatch, tmp_path):
-    """As after `make run`: the seed queued the demo's grids, the worker renders them, a visitor just looks."""
-    from django.core.management import call_command
-
-    from hub.catalog.models import Model
-
-    monkeypatch.setenv("BASE_CONFIGS_DIR", str(base_configs_root))
-    monkeypatch.setenv("RENDER_DEVICE", "cpu")
-    monkeypatch.setattr(
-        "hub.demo.content.DEMO_PREVIEW_SPEC",
-        {"prompts": ["a photo of a cat", "a lake at sunset"], "seeds": [1, 2], "steps": 2, "size": [64, 64]},
-    )
-    live_worker()
-    call_command("hub_seed_demo", stdout=open("/dev/null", "w"))
-    model = Model.objects.get(name="Tiny SD1 Base")
-    page.goto(f"/models/{model.pk}/{model.slug}/")  # anonymous, and nothing is pressed from here on
-    grid = page.get_by_test_id("preview-grid")
-    expect(grid).to_be_visible(timeout=240_000)
-    image = grid.get_by_role("img", name=re.compile("Preview grid: 2 rows by 2 columns"))
-    expect(image).to_be_visible()
-    assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
-    assert RenderJob.objects.filter(model_version__model=model, status="succeeded").exists()
-    page.screenshot(path=str(tmp_path / "first-run-demo-model.png"), full_page=True)
