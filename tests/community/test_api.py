@@ -198,9 +198,8 @@ def test_follow_publish_fan_out_feed_and_notifications(api_client, alice, bob, c
 
     with pytest.MonkeyPatch.context() as mp:
         sent = []
-        from celery import current_app
-
-        mp.setattr(current_app._get_current_object(), "send_task", lambda name, args: sent.append((name, args)))
+        # What reaches the broker is the task's name and arguments (hub.tasks_enqueue sends them).
+        mp.setattr("hub.tasks_enqueue.task_send", lambda name, args: sent.append((name, list(args))))
         from django.test import TestCase
 
         with TestCase.captureOnCommitCallbacks(execute=True):
