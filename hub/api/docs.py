@@ -24,6 +24,9 @@ DOCS_CSP = "; ".join([
 
 
 class _SameOriginOnly:
+    # The pages are rendered by an HTML-template renderer, which has nothing to say to OPTIONS.
+    http_method_names = ["get", "head"]
+
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = DOCS_CSP

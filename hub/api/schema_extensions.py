@@ -31,6 +31,10 @@ COMMON_ERRORS = {
     "404": "No such object, or not visible to you (JSON error body)",
     "503": "A part the hub needs is down; retry after Retry-After (JSON error body naming it)",
 }
+# Every write counts against WRITE_RATE_LIMIT_PER_MINUTE (hub.api.throttles), and community
+# writes against their own per-user limits.
+WRITE_ERRORS = {"429": "Too many requests; retry after Retry-After (JSON error body)"}
+WRITE_METHODS = {"post", "put", "patch", "delete"}
 _ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -49,10 +53,11 @@ def add_common_error_responses(result, generator, request, public):
     schemas.setdefault("ErrorOut", _ERROR_SCHEMA)
     ref = {"$ref": "#/components/schemas/ErrorOut"}
     for operations in result.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            for status, description in COMMON_ERRORS.items():
+            errors = {**COMMON_ERRORS, **WRITE_ERRORS} if method in WRITE_METHODS else COMMON_ERRORS
+            for status, description in errors.items():
                 operation["responses"].setdefault(
                     status, {"description": description, "content": {"application/json": {"schema": ref}}}
                 )
