@@ -31,7 +31,7 @@ def model_social(context, model, version):
     user = _user(context)
     signed_in = user is not None and user.is_authenticated
     is_owner = signed_in and model.owner_id == user.pk
-    reviews = list(selectors.reviews_for_model(model=model)[:100])
+    reviews = list(selectors.reviews_for_model(model=model, viewer=user)[:100])
     return {
         "request": context.get("request"),
         "user": user,
@@ -41,7 +41,7 @@ def model_social(context, model, version):
         "signed_in": signed_in,
         "reviews": reviews,
         "my_review": selectors.review_of(user=user, version=version) if signed_in and version else None,
-        "comments": selectors.comments_for(model=model),
+        "comments": selectors.comments_for(model=model, viewer=user),
         "favorite": bool(version) and selectors.is_favorite(user=user, version=version),
         "collections": list(selectors.collections_of(owner=user, viewer=user)) if signed_in else [],
         "review_max": REVIEW_MAX_CHARS,
@@ -59,7 +59,7 @@ def recipe_social(context, recipe, versions=None):
         "recipe": recipe,
         "versions": versions or [],
         "signed_in": user is not None and user.is_authenticated,
-        "comments": selectors.comments_for(recipe=recipe),
+        "comments": selectors.comments_for(recipe=recipe, viewer=user),
         "favorite": selectors.is_favorite(user=user, recipe=recipe),
         "comment_max": COMMENT_MAX_CHARS,
         "csrf_token": context.get("csrf_token"),

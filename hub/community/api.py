@@ -51,6 +51,7 @@ class ReviewOut(serializers.Serializer):
     ownerRepliedAt = serializers.DateTimeField(allow_null=True)
     createdAt = serializers.DateTimeField()
     updatedAt = serializers.DateTimeField()
+    moderated = serializers.BooleanField(help_text="true on the author's own review a moderator hid (only they see it)")
 
 
 class CommentOut(serializers.Serializer):
@@ -58,6 +59,9 @@ class CommentOut(serializers.Serializer):
     user = UserRefOut(allow_null=True, help_text="null once deleted")
     text = serializers.CharField(allow_null=True, help_text="null once deleted")
     deleted = serializers.BooleanField()
+    moderated = serializers.BooleanField(
+        help_text="true on the placeholder of a comment a moderator hid or took down, kept for its replies "
+                  "(user and text null), and on the author's own hidden comment")
     modelId = serializers.IntegerField(allow_null=True)
     modelVersionId = serializers.IntegerField(allow_null=True)
     recipeId = serializers.IntegerField(allow_null=True)
@@ -99,16 +103,19 @@ def review_out(review: Review) -> dict[str, Any]:
         "ownerRepliedAt": iso(review.owner_replied_at),
         "createdAt": iso(review.created_at),
         "updatedAt": iso(review.updated_at),
+        "moderated": bool(review.moderation),
     }
 
 
 def comment_out(comment: Comment, *, with_replies: bool = True) -> dict[str, Any]:
     deleted = comment.deleted_at is not None
+    blank = deleted or getattr(comment, "moderated_placeholder", False)
     body = {
         "id": comment.pk,
-        "user": None if deleted else {"username": comment.author.username},
-        "text": None if deleted else comment.text,
+        "user": None if blank else {"username": comment.author.username},
+        "text": None if blank else comment.text,
         "deleted": deleted,
+        "moderated": bool(comment.moderation),
         "modelId": comment.model_id,
         "modelVersionId": comment.version_id,
         "recipeId": comment.recipe_id,
@@ -249,7 +256,7 @@ class ModelReviewsView(CommunityView):
             version = self.version(int(raw))
             if version.model_id != model.pk:
                 raise NotFound(f"model version {raw} not found on model {model_id}")
-        rows = selectors.reviews_for_model(model=model, version=version)[: parse_limit(request, default=50)]
+        rows = selectors.reviews_for_model(model=model, version=version, viewer=request.user)[: parse_limit(request, default=50)]
         return Response({"items": [review_out(r) for r in rows]})
 
 
@@ -325,7 +332,8 @@ class ModelCommentsView(_CommentsView):
     @extend_schema(operation_id="model_comments_list", summary="Comments on a model, threads oldest first",
                    responses={200: CommentOut(many=True), **_ERRORS}, tags=["comments"])
     def get(self, request, model_id: int):
-        return Response({"items": [comment_out(c) for c in selectors.comments_for(model=self.model(model_id))]})
+        comments = selectors.comments_for(model=self.model(model_id), viewer=request.user)
+        return Response({"items": [comment_out(c) for c in comments]})
 
     @extend_schema(operation_id="model_comments_create", summary="Comment on a model, or reply to a comment",
                    request=CommentIn, responses={201: CommentOut, **_ERRORS}, tags=["comments"])
@@ -337,7 +345,8 @@ class RecipeCommentsView(_CommentsView):
     @extend_schema(operation_id="recipe_comments_list", summary="Comments on a recipe, threads oldest first",
                    responses={200: CommentOut(many=True), **_ERRORS}, tags=["comments"])
     def get(self, request, recipe_id: int):
-        return Response({"items": [comment_out(c) for c in selectors.comments_for(recipe=self.recipe(recipe_id))]})
+        comments = selectors.comments_for(recipe=self.recipe(recipe_id), viewer=request.user)
+        return Response({"items": [comment_out(c) for c in comments]})
 
     @extend_schema(operation_id="recipe_comments_create",
                    summary="Comment on a recipe (optionally naming a version), or reply",

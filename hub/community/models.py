@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from hub.moderation.states import moderation_field
+
 
 class ModelStats(models.Model):
     model = models.OneToOneField("catalog.Model", primary_key=True, on_delete=models.CASCADE,
@@ -46,6 +48,8 @@ class Review(models.Model):
     owner_replied_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by moderators only (hub.moderation); a moderated review is left out of the counters.
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -73,6 +77,8 @@ class Comment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set by moderators only (hub.moderation); a moderated comment is left out of the counters.
+    moderation = moderation_field()
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -124,6 +130,9 @@ class Notification(models.Model):
                                 related_name="+")
     model = models.ForeignKey("catalog.Model", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     recipe = models.ForeignKey("registry.Recipe", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The comment or review it quotes: hidden while a moderator has hidden or taken that down.
+    comment = models.ForeignKey(Comment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    review = models.ForeignKey(Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
 

@@ -32,11 +32,19 @@ def _uid(user) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
 
 
+def moderation_visible_q(viewer_id: int | None, prefix: str = "") -> Q:
+    """Reviews and comments a moderator left alone, and the viewer's own hidden ones (taken down: nobody's)."""
+    q = Q(**{f"{prefix}moderation": ""})
+    if viewer_id is not None:
+        q |= Q(**{f"{prefix}moderation": "hidden", f"{prefix}author_id": viewer_id})
+    return q
+
+
 # --- reviews ----------------------------------------------------------------------------
 
 
-def reviews_for_model(*, model, version=None) -> QuerySet[Review]:
-    qs = Review.objects.filter(model=model).select_related("author", "version")
+def reviews_for_model(*, model, version=None, viewer=None) -> QuerySet[Review]:
+    qs = Review.objects.filter(moderation_visible_q(_uid(viewer)), model=model).select_related("author", "version")
     if version is not None:
         qs = qs.filter(version=version)
     return qs.order_by("-created_at", "-id")
@@ -45,14 +53,14 @@ def reviews_for_model(*, model, version=None) -> QuerySet[Review]:
 def review_of(*, user, version) -> Review | None:
     if _uid(user) is None:
         return None
-    return Review.objects.filter(author_id=user.pk, version=version).first()
+    return Review.objects.filter(author_id=user.pk, version=version).exclude(moderation="removed").first()
 
 
 def review_get_for(*, user, review_id: int) -> Review | None:
     """A review whose version the user may see."""
     return (
         Review.objects.select_related("author", "version", "model", "model__owner")
-        .filter(version_visible_q_for(_uid(user), prefix="version__"), pk=review_id)
+        .filter(version_visible_q_for(_uid(user), prefix="version__"), moderation_visible_q(_uid(user)), pk=review_id)
         .first()
     )
 
@@ -60,16 +68,35 @@ def review_get_for(*, user, review_id: int) -> Review | None:
 # --- comments ---------------------------------------------------------------------------
 
 
-def comments_for(*, model=None, recipe=None) -> list[Comment]:
-    """Top-level comments, oldest first, each with `.replies_list`: two queries."""
+def comments_for(*, model=None, recipe=None, viewer=None) -> list[Comment]:
+    """Top-level comments, oldest first, each with `.replies_list`: two queries.
+
+    Comments a moderator hid or took down are left out, except the viewer's own
+    hidden ones. A top-level one that still has replies the viewer sees stays
+    as a placeholder (`.moderated_placeholder`, its text blanked), as a
+    deleted one does, so the thread still reads.
+    """
+    uid = _uid(viewer)
     target = {"model": model} if model is not None else {"recipe": recipe}
-    replies = Comment.objects.select_related("author", "version", "recipe_version").order_by("created_at", "id")
-    return list(
+    replies = (
+        Comment.objects.filter(moderation_visible_q(uid))
+        .select_related("author", "version", "recipe_version").order_by("created_at", "id")
+    )
+    shown = []
+    for comment in (
         Comment.objects.filter(parent__isnull=True, **target)
         .select_related("author", "version", "recipe_version")
         .prefetch_related(Prefetch("replies", queryset=replies, to_attr="replies_list"))
         .order_by("created_at", "id")
-    )
+    ):
+        visible = not comment.moderation or (comment.moderation == "hidden" and comment.author_id == uid)
+        comment.moderated_placeholder = not visible
+        if not visible:
+            if not comment.replies_list:
+                continue
+            comment.text = ""
+        shown.append(comment)
+    return shown
 
 
 def _recipe_visible_q(viewer_id: int | None, prefix: str) -> Q:
@@ -88,7 +115,7 @@ def comment_get_for(*, user, comment_id: int) -> Comment | None:
     recipe_ok = Q(recipe__isnull=False) & _recipe_visible_q(uid, "recipe__")
     return (
         Comment.objects.select_related("author", "model", "recipe", "version", "parent")
-        .filter(model_ok | recipe_ok, pk=comment_id)
+        .filter(model_ok | recipe_ok, moderation_visible_q(uid), pk=comment_id)
         .first()
     )
 
@@ -188,7 +215,11 @@ def _notification_visible_q(uid: int) -> Q:
     version_ok = Q(version__isnull=True) | version_visible_q_for(uid, prefix="version__")
     model_ok = Q(model__isnull=True) | ~Q(model__visibility="private") | Q(model__owner_id=uid)
     recipe_ok = Q(recipe__isnull=True) | _recipe_visible_q(uid, "recipe__")
-    return version_ok & model_ok & recipe_ok
+    # A notification about a comment or review a moderator hid or took down goes with it.
+    quoted_ok = (Q(comment__isnull=True) | Q(comment__moderation="")) & (
+        Q(review__isnull=True) | Q(review__moderation="")
+    )
+    return version_ok & model_ok & recipe_ok & quoted_ok
 
 
 def notifications_for(*, user, unread_only: bool = False) -> QuerySet[Notification]:

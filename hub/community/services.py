@@ -37,6 +37,7 @@ from hub.community.models import (
     Review,
     VersionStats,
 )
+from hub.moderation.states import ModerationState
 
 REVIEW_MAX_CHARS = 5000
 COMMENT_MAX_CHARS = 5000
@@ -112,7 +113,7 @@ def _muted(user_id: int, kind: str) -> bool:
 
 
 def notification_send(*, user_id: int, kind: str, text: str, url: str = "", actor=None, model_id=None,
-                      version_id=None, recipe_id=None) -> Notification | None:
+                      version_id=None, recipe_id=None, comment_id=None, review_id=None) -> Notification | None:
     """One notification to one user, unless they muted the kind or caused it themselves."""
     if actor is not None and actor.pk == user_id:
         return None
@@ -120,7 +121,7 @@ def notification_send(*, user_id: int, kind: str, text: str, url: str = "", acto
         return None
     return Notification.objects.create(
         user_id=user_id, kind=kind, text=text[:300], url=url[:300], actor=actor, model_id=model_id,
-        version_id=version_id, recipe_id=recipe_id,
+        version_id=version_id, recipe_id=recipe_id, comment_id=comment_id, review_id=review_id,
     )
 
 
@@ -296,7 +297,7 @@ def review_create(*, author, version, recommended: bool, text: str = "") -> Revi
                           down=int(not recommended))
             notification_send(
                 user_id=model.owner_id, kind=Notification.Kind.REVIEW, actor=author, model_id=model.pk,
-                version_id=version.pk, url=_model_url(model, version.pk),
+                version_id=version.pk, review_id=review.pk, url=_model_url(model, version.pk),
                 text=f"{author.username} {'recommends' if recommended else 'does not recommend'} "
                      f"{model.name} {version.name}",
             )
@@ -311,11 +312,14 @@ def review_update(*, review: Review, user, recommended: bool | None = None, text
         raise CommunityError("only the author can edit a review", status=403, code="forbidden")
     with transaction.atomic():
         locked = Review.objects.select_for_update().get(pk=review.pk)
+        if locked.moderation == ModerationState.REMOVED:
+            raise CommunityError("this review was taken down by a moderator", status=409, code="taken_down")
         if text is not None:
             locked.text = _clean_text(text, user=user, max_chars=REVIEW_MAX_CHARS, field="text", required=False)
         if recommended is not None and bool(recommended) != locked.recommended:
             delta = 1 if recommended else -1
-            _stats_change(model_id=locked.model_id, version_id=locked.version_id, up=delta, down=-delta)
+            if not locked.moderation:  # a moderated review is already out of the counters
+                _stats_change(model_id=locked.model_id, version_id=locked.version_id, up=delta, down=-delta)
             locked.recommended = bool(recommended)
         locked.save()
     return locked
@@ -328,8 +332,9 @@ def review_delete(*, review: Review, user) -> None:
         locked = Review.objects.select_for_update().filter(pk=review.pk).first()
         if locked is None:
             return
-        _stats_change(model_id=locked.model_id, version_id=locked.version_id, up=-int(locked.recommended),
-                      down=-int(not locked.recommended))
+        if not locked.moderation:
+            _stats_change(model_id=locked.model_id, version_id=locked.version_id, up=-int(locked.recommended),
+                          down=-int(not locked.recommended))
         locked.delete()
 
 
@@ -368,6 +373,9 @@ def comment_create(*, author, text: str, model=None, version=None, recipe=None, 
             parent = parent.parent
         if parent.deleted_at is not None:
             raise CommunityError("this comment was deleted; it takes no new replies", status=409, code="deleted")
+        if parent.moderation:
+            raise CommunityError("this comment was hidden by a moderator; it takes no new replies", status=409,
+                                 code="moderated")
         model, recipe = parent.model, parent.recipe
         version = version if version is not None else parent.version
     if (model is None) == (recipe is None):
@@ -389,6 +397,7 @@ def comment_create(*, author, text: str, model=None, version=None, recipe=None, 
         url = f"{url}#comment-{comment.pk}"
         ids = {"model_id": model.pk if model else None, "recipe_id": recipe.pk if recipe else None,
                "version_id": version.pk if version else None}
+        ids["comment_id"] = comment.pk
         notification_send(user_id=owner_id, kind=Notification.Kind.COMMENT, actor=author, url=url,
                           text=f"{author.username} commented on {title}", **ids)
         # A reply to the owner is covered by the comment notification above: no duplicate.
@@ -403,6 +412,8 @@ def comment_edit(*, comment: Comment, user, text: str) -> Comment:
         raise CommunityError("only the author can edit a comment", status=403, code="forbidden")
     if comment.deleted_at is not None:
         raise CommunityError("a deleted comment cannot be edited", status=409, code="deleted")
+    if comment.moderation == ModerationState.REMOVED:
+        raise CommunityError("this comment was taken down by a moderator", status=409, code="taken_down")
     if timezone.now() - comment.created_at > _edit_window():
         minutes = int(_edit_window().total_seconds() // 60)
         raise CommunityError(f"comments can be edited for {minutes} minutes after posting", status=409,
@@ -421,7 +432,7 @@ def comment_delete(*, comment: Comment, user) -> None:
         locked = Comment.objects.select_for_update().filter(pk=comment.pk, deleted_at__isnull=True).first()
         if locked is None:
             return
-        if locked.model_id is not None:
+        if locked.model_id is not None and not locked.moderation:
             _stats_change(model_id=locked.model_id, version_id=locked.version_id, comments=-1)
         if locked.parent_id is None and locked.replies.exists():
             locked.text = ""
@@ -432,6 +443,30 @@ def comment_delete(*, comment: Comment, user) -> None:
             locked.delete()
             if parent is not None and parent.deleted_at is not None and not parent.replies.exists():
                 parent.delete()  # the last reply of a deleted comment is gone: so is the placeholder
+
+
+def moderation_state_set(*, obj: Review | Comment, state: str) -> dict:
+    """A moderator's hide / take-down / restore of a review or comment, with the counters kept true.
+
+    Called by hub.moderation inside its transaction. A moderated review or
+    comment is out of the thumbs and comment counters; restoring puts it back
+    (a comment its author deleted meanwhile stays out).
+    """
+    cls = type(obj)
+    with transaction.atomic():
+        locked = cls.objects.select_for_update().get(pk=obj.pk)
+        before = locked.moderation
+        counted_before, counted_after = not before, not state
+        if counted_before != counted_after:
+            sign = 1 if counted_after else -1
+            if isinstance(locked, Review):
+                _stats_change(model_id=locked.model_id, version_id=locked.version_id,
+                              up=sign * int(locked.recommended), down=sign * int(not locked.recommended))
+            elif locked.model_id is not None and locked.deleted_at is None:
+                _stats_change(model_id=locked.model_id, version_id=locked.version_id, comments=sign)
+        cls.objects.filter(pk=locked.pk).update(moderation=state)
+    obj.moderation = state
+    return {"from": before, "to": state}
 
 
 # --- follows ----------------------------------------------------------------------------

@@ -20,6 +20,8 @@ class TargetKind(models.TextChoices):
     PREVIEW = "preview", "Preview image"
     RECIPE = "recipe", "Recipe"
     USER = "user", "User"
+    COMMENT = "comment", "Comment"
+    REVIEW = "review", "Review"
     # Not reportable: files the upload scanner quarantined, acted on from the queue.
     UPLOAD = "upload", "Quarantined upload"
 

@@ -62,11 +62,17 @@ def nav_flag_set(*, user_id: int, value: bool | None) -> None:
         pass
 
 
+def _live_comment(comment):
+    # The selector already requires its model or recipe visible and no moderator's removal; a deleted one is blank.
+    return comment if comment is not None and comment.deleted_at is None else None
+
+
 def target_visible_to(user, target: Target) -> bool:
     """Whether `user` may see the target at all (one can only report what one can see)."""
     from hub.catalog.selectors import model_get_for, version_get_for
     from hub.previews.selectors import image_get_for
     from hub.uploads.selectors import example_image_page_get
+    from hub.community.selectors import comment_get_for, review_get_for
     from merges.registry.selectors import recipe_get_for
 
     checks = {
@@ -76,6 +82,8 @@ def target_visible_to(user, target: Target) -> bool:
         TargetKind.PREVIEW: lambda: image_get_for(user, target.obj.pk),
         TargetKind.RECIPE: lambda: recipe_get_for(user, target.obj.pk),
         TargetKind.USER: lambda: target.obj if target.obj.is_active else None,
+        TargetKind.COMMENT: lambda: _live_comment(comment_get_for(user=user, comment_id=target.obj.pk)),
+        TargetKind.REVIEW: lambda: review_get_for(user=user, review_id=target.obj.pk),
     }
     check = checks.get(target.kind)
     return check is not None and check() is not None

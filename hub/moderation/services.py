@@ -30,7 +30,7 @@ from hub.moderation import conf
 from hub.moderation.models import ModerationAction, Report, TargetKind
 from hub.moderation.selectors import is_moderator, nav_flag_set, target_visible_to
 from hub.moderation.states import ModerationState
-from hub.moderation.targets import HIDEABLE, REPORTABLE, Target, target_get
+from hub.moderation.targets import COMMUNITY, HIDEABLE, REPORTABLE, Target, target_get
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,11 @@ _STATE_FOR = {Action.HIDE: ModerationState.HIDDEN, Action.TAKEDOWN: ModerationSt
 
 
 def _set_state(target: Target, state: str) -> dict:
+    if target.kind in COMMUNITY:
+        # Reviews and comments are counted in the community stats; that app keeps them true.
+        from hub.community.services import moderation_state_set
+
+        return moderation_state_set(obj=target.holder, state=state)
     holder = type(target.holder).objects.select_for_update().get(pk=target.holder.pk)
     before = holder.moderation
     type(holder).objects.filter(pk=holder.pk).update(moderation=state)
@@ -243,6 +248,9 @@ def moderation_act(*, actor: User, target_kind: str, target_id: str, action: str
         raise ModerationError("forbidden", "only moderators can do this", status=403)
     if action not in ALLOWED:
         raise ModerationError("invalid_action", f"unknown action {action!r}; one of {', '.join(ALLOWED)}",
+                              field="action")
+    if action == Action.NSFW_LEVEL and target_kind in COMMUNITY:
+        raise ModerationError("invalid_action", f"a {target_kind} has no NSFW level; hide or take it down instead",
                               field="action")
     if target_kind not in ALLOWED[action]:
         raise ModerationError("invalid_action", f"cannot {action} a {target_kind}", field="action")

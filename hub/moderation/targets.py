@@ -3,8 +3,9 @@
 Each kind names the row that carries the moderation state (a preview image
 is moderated through its grid, which shows the same pixels), the content's
 owner, a label for the queue and the audit log, and the page where the owner
-sees the notice. A new kind of content (comments, reviews) is one more entry
-in RESOLVERS and, if it can be hidden, a `moderation` field on its model.
+sees the notice (for comments and reviews: the page they sit on, at their
+anchor). A new kind of content is one more entry in RESOLVERS and, if it can
+be hidden, a `moderation` field on its model.
 """
 from __future__ import annotations
 
@@ -105,6 +106,31 @@ def _recipe(pk: int) -> Target | None:
                   reverse("frontend:recipe", args=[pk]), recipe)
 
 
+def _comment(pk: int) -> Target | None:
+    from hub.community.models import Comment
+
+    comment = Comment.objects.select_related("author", "model", "recipe").filter(pk=pk).first()
+    if comment is None:
+        return None
+    if comment.model_id is not None:
+        on, url = f"“{comment.model.name}”", _model_url(comment.model, comment.version_id)
+    else:
+        on, url = f"recipe “{comment.recipe.title}”", reverse("frontend:recipe", args=[comment.recipe_id])
+    return Target(TargetKind.COMMENT, str(pk), comment, comment.author, f"comment {pk} on {on}",
+                  f"{url}#comment-{pk}", comment)
+
+
+def _review(pk: int) -> Target | None:
+    from hub.community.models import Review
+
+    review = Review.objects.select_related("author", "model", "version").filter(pk=pk).first()
+    if review is None:
+        return None
+    label = f"review {pk} of “{review.model.name}” {review.version.name}"
+    return Target(TargetKind.REVIEW, str(pk), review, review.author, label,
+                  f"{_model_url(review.model, review.version_id)}#review-{pk}", review)
+
+
 def _user(pk: int) -> Target | None:
     user = get_user_model().objects.filter(pk=pk).first()
     if user is None:
@@ -134,10 +160,15 @@ RESOLVERS: dict[str, Callable[[int], Target | None]] = {
     TargetKind.PREVIEW: _preview,
     TargetKind.RECIPE: _recipe,
     TargetKind.USER: _user,
+    TargetKind.COMMENT: _comment,
+    TargetKind.REVIEW: _review,
 }
 REPORTABLE = tuple(RESOLVERS)
 # Kinds whose rows carry a moderation state (hide, take down, restore).
-HIDEABLE = (TargetKind.MODEL, TargetKind.VERSION, TargetKind.IMAGE, TargetKind.PREVIEW, TargetKind.RECIPE)
+HIDEABLE = (TargetKind.MODEL, TargetKind.VERSION, TargetKind.IMAGE, TargetKind.PREVIEW, TargetKind.RECIPE,
+            TargetKind.COMMENT, TargetKind.REVIEW)
+# Kinds whose state is set through hub.community, which keeps its counters true.
+COMMUNITY = (TargetKind.COMMENT, TargetKind.REVIEW)
 
 
 def target_get(kind: str, target_id: str) -> Target | None:
