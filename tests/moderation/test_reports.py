@@ -48,7 +48,8 @@ def test_bad_reports_are_json_4xx(alice, bob, api_client):
     public = make_published_model(alice, "Public one")
     api = client_for(bob)
     cases = [
-        ({"targetKind": "comment", "targetId": "1", "reason": "spam"}, 400),
+        ({"targetKind": "upload", "targetId": "1", "reason": "spam"}, 400),  # quarantined files are not reportable
+        ({"targetKind": "comment", "targetId": "999999", "reason": "spam"}, 404),
         ({"targetKind": "model", "targetId": str(public.pk), "reason": "boring"}, 400),
         ({"targetKind": "model", "targetId": str(public.pk), "reason": "other"}, 400),  # other needs details
         ({"targetKind": "model", "targetId": "9223372036854775808", "reason": "spam"}, 404),
@@ -59,7 +60,7 @@ def test_bad_reports_are_json_4xx(alice, bob, api_client):
         response = api.post("/api/v1/reports", body, format="json")
         assert response.status_code == status, (body, response.content)
         assert response["Content-Type"].startswith("application/json") and response.json()["status"] == status
-    anonymous = api_client.post("/api/v1/reports", cases[1][0], format="json")
+    anonymous = api_client.post("/api/v1/reports", cases[2][0], format="json")
     assert anonymous.status_code in (401, 403) and anonymous.json()["code"]
     assert not Report.objects.exists()
 
