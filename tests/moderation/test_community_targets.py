@@ -157,3 +157,21 @@ def test_a_taken_down_comment_cannot_be_reported_again(alice, bob, carol):
     response = client_for(alice).post("/api/v1/reports", {"targetKind": "comment", "targetId": str(comment.pk),
                                                           "reason": "spam"}, format="json")
     assert response.status_code == 404
+
+
+def test_recipe_comments_are_reported_and_quoted_in_the_queue(alice, bob, carol, client):
+    from merges.registry.models import Recipe
+
+    recipe = Recipe.objects.create(owner=alice, slug="talked", title="Talked recipe")
+    comment = comment_create(author=bob, text="a <b>loud</b> advert", recipe=recipe)
+    client.force_login(alice)
+    posted = client.post(f"/report/comment/{comment.pk}/", {"reason": "spam"})
+    assert posted["Location"] == f"/recipes/{recipe.pk}/#comment-{comment.pk}"
+
+    client.force_login(carol)
+    queue = client.get("/moderation/").content.decode()
+    assert 'data-testid="queue-quote"' in queue and "a &lt;b&gt;loud&lt;/b&gt; advert" in queue
+    _act(carol, "comment", comment, "hide")
+    assert client_for(alice).get(f"/api/v1/recipes/{recipe.pk}/comments").json()["items"] == []
+    assert [c["id"] for c in client_for(bob).get(f"/api/v1/recipes/{recipe.pk}/comments").json()["items"]] \
+        == [comment.pk]
