@@ -256,7 +256,8 @@ class ModelReviewsView(CommunityView):
             version = self.version(int(raw))
             if version.model_id != model.pk:
                 raise NotFound(f"model version {raw} not found on model {model_id}")
-        rows = selectors.reviews_for_model(model=model, version=version, viewer=request.user)[: parse_limit(request, default=50)]
+        rows = selectors.reviews_for_model(model=model, version=version, viewer=request.user)
+        rows = rows[: parse_limit(request, default=50)]
         return Response({"items": [review_out(r) for r in rows]})
 
 

@@ -1,8 +1,8 @@
 """Reports, and the audit log of what moderators did.
 
-A report names its target generically (a kind and an id as text), so new
-kinds of content (comments, reviews) become reportable by adding a kind and
-a resolver in `targets.py`, without a migration here. The audit log is
+A report names its target generically (a kind and an id as text), so a new
+kind of content (as comments and reviews were) becomes reportable by adding a
+kind and a resolver in `targets.py`; the migration here only changes choices. The audit log is
 append-only: a ModerationAction row is written by every moderator action in
 the same transaction as the change it records, and never edited.
 """
