@@ -73,6 +73,18 @@ def ensure_bucket() -> None:
         storage.ensure_bucket()
 
 
+def drill_user():
+    """The one account the drills publish their inputs under, the same in every run and every drill script.
+
+    Every run publishes the same tiny checkpoints, and the hub refuses another creator's publish of bytes
+    that are already published (a re-upload that credits nobody); the same owner may publish them again.
+    """
+    from hub.accounts.models import User
+
+    return User.objects.filter(username="drills").first() or User.objects.create_user(username="drills",
+                                                                                       password=None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

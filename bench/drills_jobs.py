@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._live import bench_environ, django_ready, ensure_bucket, start_worker, stop  # noqa: E402
+from bench._live import bench_environ, django_ready, drill_user, ensure_bucket, start_worker, stop  # noqa: E402
 
 bench_environ(database="mw_jobdrills", bucket="mergeworks-jobdrills", redis_db=6, data_dir="jobdrills",
               MERGE_PREVIEWS="false")
@@ -48,13 +48,12 @@ RECOVERY_GOAL_S = 30.0
 def _setup() -> dict:
     """Django, the schema, the bucket, a user and two tiny SD1 checkpoints in the catalogue (once per process)."""
     django_ready()
-    from hub.accounts.models import User
     from tests.registry.conftest import tiny_checkpoint_bytes
     from tests.support.builders import make_published_model
 
     ensure_bucket()
     stamp = f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
-    user = User.objects.create_user(username=f"drill-{stamp}", password="x")
+    user = drill_user()
     versions = [
         make_published_model(user, f"Drill input {i} {stamp}", data=tiny_checkpoint_bytes(i),
                              allow_commercial_use=["Image", "RentCivit", "Sell"]).versions.get()

@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._live import bench_environ, django_ready, ensure_bucket, free_port, start_gunicorn  # noqa: E402
+from bench._live import bench_environ, django_ready, drill_user, ensure_bucket, free_port, start_gunicorn  # noqa: E402
 from bench._live import start_worker, stop, wait_until_healthy  # noqa: E402
 
 bench_environ(database="mw_faults", bucket="mergeworks-faults", redis_db=15, data_dir="bench-faults",
@@ -405,7 +405,6 @@ def _self_contained(drill: Callable[[], Row]) -> Callable[[Drills], list[Row]]:
 
 def setup() -> Drills:
     django_ready()
-    from hub.accounts.models import User
     from hub.accounts.services import api_key_create
     from merges.registry.services import recipe_create
     from tests.registry.conftest import sd1_document, tiny_checkpoint_bytes
@@ -413,7 +412,7 @@ def setup() -> Drills:
 
     ensure_bucket()
     stamp = time.strftime("%Y%m%d%H%M%S")
-    user = User.objects.create_user(username=f"drill-{stamp}", password=None)
+    user = drill_user()
     versions = {
         name: make_published_model(user, f"Drill {name} {stamp}", data=tiny_checkpoint_bytes(seed)).versions.get()
         for name, seed in (("base", 1), ("anime", 2))
