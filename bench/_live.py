@@ -9,7 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +41,19 @@ def embedded_env(data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_URL", "REDIS_URL"))}
     env.update(DJANGO_SETTINGS_MODULE="hub.settings", MERGEWORKS_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
     return env
+
+
+@contextmanager
+def scratch_dir(prefix: str, *, keep: bool = False, dir: str | None = None) -> Iterator[Path]:
+    """A temporary folder for a run's big files and embedded hub, removed at the end unless `keep`."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"\nkept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def ensure_database(url: str) -> None:

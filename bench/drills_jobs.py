@@ -18,9 +18,10 @@ can run them beside its own; run on its own, this prints them.
   (`staging_sweep`, with a TTL that the leftovers are past) runs. Measured:
   staging objects and open multipart uploads left. Goal: none.
 
-Uses its own PostgreSQL database (DATABASE_URL, default mw_jobdrills; created
-and migrated if missing), REDIS_URL (default db 6) and the S3 bucket
-`mergeworks-jobdrills` on the moto server (S3_ENDPOINT_URL).
+Run on its own, it uses its own PostgreSQL database (DATABASE_URL, default
+mw_jobdrills; created and migrated if missing), REDIS_URL (default db 6) and the
+S3 bucket `mergeworks-jobdrills` on the moto server (S3_ENDPOINT_URL); run by
+`bench/fault_drills.py`, those of the fault drills.
 """
 from __future__ import annotations
 

@@ -23,8 +23,10 @@ Drills (each returns rows of (name, measured, goal, ok)):
   completes and ingests once S3 is back) and during a download (the hub
   still answers at once, with a redirect or JSON, and health names storage).
 
-Other drill modules plug in through OPTIONAL_MODULES: each exposes
-`DRILLS`, a list of functions taking the `Drills` context and returning rows.
+Other drill modules plug in through OPTIONAL_MODULES (today `bench/drills_jobs.py`:
+kill -9 of a running merge, kill -9 while storing): each exposes `DRILLS`, a list
+of self-contained functions taking nothing and returning one row. They run last,
+in this database, with the shared worker stopped (each starts its own).
 """
 from __future__ import annotations
 

@@ -28,17 +28,15 @@ import http.client
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._live import embedded_env, free_port, start_gunicorn, stop, wait_until_healthy  # noqa: E402
+from bench._live import embedded_env, free_port, scratch_dir, start_gunicorn, stop, wait_until_healthy  # noqa: E402
 
 TARGET_MB = 64
 
@@ -178,8 +176,7 @@ def main() -> None:
     small = big_png(64)
     print(f"image: {args.side}×{args.side} PNG, {len(data) / 1024:.0f} KB "
           f"({args.side * args.side * 3 / 2**20:.0f} MiB as RGB pixels)")
-    data_dir = Path(tempfile.mkdtemp(prefix="mw-imgbench-"))
-    try:
+    with scratch_dir("mw-imgbench-", keep=args.keep) as data_dir:
         env, token, version_id = setup_hub(data_dir)
         path = f"/api/v1/model-versions/{version_id}/images"
         auth = {"Authorization": f"Bearer {token}"}
@@ -216,11 +213,6 @@ def main() -> None:
               f"{ratio:.3f}× the in-process decode's {base_growth:.0f} MB  [{'OK' if ok else 'FAIL'}]")
         if not ok:
             sys.exit(1)
-    finally:
-        if args.keep:
-            print(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

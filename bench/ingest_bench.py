@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from bench._live import embedded_env as _env, free_port, start_gunicorn, stop, wait_until_healthy  # noqa: E402
+from bench._live import embedded_env as _env  # noqa: E402
+from bench._live import free_port, scratch_dir, start_gunicorn, stop as stop_process, wait_until_healthy  # noqa: E402
 
 _DTYPES = {"float32": ("F16", 2), "float16": ("F16", 2), "int64": ("I64", 8)}
 
@@ -226,7 +227,7 @@ def bench_upload(path: Path, data_dir: Path, runs: int, parallel: int = 4) -> di
         ))
         ingest = next(line for line in out.splitlines() if line.startswith("RESULT")).split()[1:]
     finally:
-        stop(server)
+        stop_process(server)
     print(f"\n== Upload through the local-disk backend ({size / 1e9:.2f} GB, {state['partCount']} parts, median of {runs}) ==")
     print(f"cp                     {cp:7.2f} s  {size / cp / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in cp_times)}")
     print(f"protocol client        {up:7.2f} s  {size / up / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in up_times)}"
@@ -248,19 +249,13 @@ def main() -> None:
     parser.add_argument("--only", choices=["ingest", "upload"], help="run one of the two benchmarks")
     parser.add_argument("--parallel", type=int, default=4, help="parts the upload client sends at once")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mw-ingest-bench-", dir=args.dir))
-    try:
+    with scratch_dir("mw-ingest-bench-", keep=args.keep, dir=args.dir) as work:
         path = work / "sd15-bench.safetensors"
         write_checkpoint(path)
         if args.only != "upload":
             bench_ingest(path, args.runs, work / "hub")
         if args.only != "ingest":
             bench_upload(path, work / "hub", args.runs, args.parallel)
-    finally:
-        if args.keep:
-            print(f"\nkept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
