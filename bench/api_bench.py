@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -33,39 +32,17 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._live import wait_until_healthy  # noqa: E402
+from bench._live import LiveServer as _LiveServer, bench_environ, django_ready  # noqa: E402
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_bench")
-os.environ.setdefault("S3_BUCKET", "mergeworks-bench")
-os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
-os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "bench"))
 # Every request is measured, none refused: the limiter still runs (one Redis round trip).
-os.environ.setdefault("DOWNLOAD_RATE_LIMIT_PER_MINUTE", str(10**9))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+bench_environ(database="mw_bench", bucket="mergeworks-bench", redis_db=1, data_dir="bench",
+              DOWNLOAD_RATE_LIMIT_PER_MINUTE=str(10**9))
 
 N_MODELS = 10_000
 VERSIONS_PER_MODEL = 3
 N_USERS = 200
 TAGS = ["anime", "photorealistic", "style", "character", "landscape", "concept", "celebrity", "clothing",
         "background", "base model", "merge", "lora", "sdxl", "pony", "flux", "portrait"]
-
-
-def ensure_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    admin = psycopg.connect(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres",
-        password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True,
-    )
-    with admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
 
 
 def seed(reseed: bool) -> None:
@@ -162,31 +139,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int, warmup:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-class LiveServer:
-    """gunicorn (one gthread worker, keep-alive) on a free port, with this process's environment."""
-
-    def __init__(self):
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.proc = None
-
-    def __enter__(self) -> "LiveServer":
-        import http.client
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-             "--worker-class", "gthread", "--workers", "1", "--threads", "1", "--keep-alive", "30",
-             "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"},
-        )
-        wait_until_healthy(self.port)
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        return self
-
+class LiveServer(_LiveServer):
     def get(self, path: str, expect: int = 200) -> bytes:
         self.conn.request("GET", path)
         response = self.conn.getresponse()
@@ -194,11 +147,6 @@ class LiveServer:
         if response.status != expect:
             raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
         return body
-
-    def __exit__(self, *exc) -> None:
-        self.conn.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def verdict(ratio: float, limit: float) -> str:
@@ -250,19 +198,14 @@ def main() -> None:
     parser.add_argument("--no-live", action="store_true", help="skip the live gunicorn measurement")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
+    django_ready()
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext, setup_test_environment
 
     setup_test_environment()  # lets the test Client run against this database
     settings.ALLOWED_HOSTS = ["*"]
-    call_command("migrate", verbosity=0)
     seed(args.reseed)
 
     from hub.catalog.models import Download

@@ -18,9 +18,10 @@ can run them beside its own; run on its own, this prints them.
   (`staging_sweep`, with a TTL that the leftovers are past) runs. Measured:
   staging objects and open multipart uploads left. Goal: none.
 
-Uses its own PostgreSQL database (DATABASE_URL, default mw_jobdrills; created
-and migrated if missing), REDIS_URL (default db 6) and the S3 bucket
-`mergeworks-jobdrills` on the moto server (S3_ENDPOINT_URL).
+Run on its own, it uses its own PostgreSQL database (DATABASE_URL, default
+mw_jobdrills; created and migrated if missing), REDIS_URL (default db 6) and the
+S3 bucket `mergeworks-jobdrills` on the moto server (S3_ENDPOINT_URL); run by
+`bench/fault_drills.py`, those of the fault drills.
 """
 from __future__ import annotations
 
@@ -36,87 +37,30 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_jobdrills")
-os.environ.setdefault("S3_BUCKET", "mergeworks-jobdrills")
-os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
-os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "jobdrills"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-os.environ.setdefault("MERGE_PREVIEWS", "false")
+from bench._live import bench_environ, django_ready, drill_user, ensure_bucket, start_worker, stop  # noqa: E402
+
+bench_environ(database="mw_jobdrills", bucket="mergeworks-jobdrills", redis_db=6, data_dir="jobdrills",
+              MERGE_PREVIEWS="false")
 
 RECOVERY_GOAL_S = 30.0
-
-
-def _ensure_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    admin = psycopg.connect(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres",
-        password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True,
-    )
-    with admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
 
 
 @lru_cache(maxsize=1)
 def _setup() -> dict:
     """Django, the schema, the bucket, a user and two tiny SD1 checkpoints in the catalogue (once per process)."""
-    _ensure_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from hub.accounts.models import User
-    from hub.files.storage import blob_storage
+    django_ready()
     from tests.registry.conftest import tiny_checkpoint_bytes
     from tests.support.builders import make_published_model
 
-    storage = blob_storage()
-    if hasattr(storage, "ensure_bucket"):
-        storage.ensure_bucket()
+    ensure_bucket()
     stamp = f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
-    user = User.objects.create_user(username=f"drill-{stamp}", password="x")
+    user = drill_user()
     versions = [
         make_published_model(user, f"Drill input {i} {stamp}", data=tiny_checkpoint_bytes(i),
                              allow_commercial_use=["Image", "RentCivit", "Sell"]).versions.get()
         for i in (1, 2)
     ]
     return {"user": user, "versions": versions, "stamp": stamp}
-
-
-def _start_worker(log: Path, **env: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,ingest,gpu", "-c", "1",
-         "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"jobdrill-{os.getpid()}-{time.monotonic_ns()}@%h"],
-        cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "0", **env}, stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited:\n{log.read_text()[-3000:]}")
-        if "ready." in log.read_text(errors="replace"):
-            return proc
-        time.sleep(0.2)
-    raise RuntimeError("worker not ready after 120 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -150,7 +94,8 @@ def drill_kill_merge() -> tuple[str, str, str, bool]:
     log = Path(os.environ["MERGEWORKS_DATA_DIR"]) / "drill-kill-merge-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     # 968 tensors × 20 ms: long enough for the kill to land mid-merge.
-    worker = _start_worker(log, MERGE_DEBUG_TENSOR_DELAY="0.02")
+    worker = start_worker(log, f"jobdrill-{os.getpid()}-{time.monotonic_ns()}", append=True, failure=RuntimeError,
+                          env={"DB_CONN_MAX_AGE": "0", "MERGE_DEBUG_TENSOR_DELAY": "0.02"})
     try:
         job = merge_run(version=recipe.versions.get(), user=ctx["user"]).job
         _wait(lambda: MergeJob.objects.filter(pk=job.pk, status="running", tensors_done__gte=100).exists(), 120,
@@ -170,7 +115,7 @@ def drill_kill_merge() -> tuple[str, str, str, bool]:
                      "the job to finish")
         outputs = MergeOutput.objects.filter(merge_key=job.merge_key).count()
     finally:
-        _stop(worker)
+        stop(worker)
     ok = recovery <= RECOVERY_GOAL_S and outputs == 1 and done.status == "succeeded"
     measured = (f"attempt 2 started {recovery:.1f} s after the kill (attempt 1 at {first.tensors_done}/"
                 f"{first.tensors_total} tensors; shown as {reason!r}); job {done.status} after "

@@ -23,8 +23,10 @@ Drills (each returns rows of (name, measured, goal, ok)):
   completes and ingests once S3 is back) and during a download (the hub
   still answers at once, with a redirect or JSON, and health names storage).
 
-Other drill modules plug in through OPTIONAL_MODULES: each exposes
-`DRILLS`, a list of functions taking the `Drills` context and returning rows.
+Other drill modules plug in through OPTIONAL_MODULES (today `bench/drills_jobs.py`:
+kill -9 of a running merge, kill -9 while storing): each exposes `DRILLS`, a list
+of self-contained functions taking nothing and returning one row. They run last,
+in this database, with the shared worker stopped (each starts its own).
 """
 from __future__ import annotations
 
@@ -34,7 +36,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,41 +48,17 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_faults")
-os.environ.setdefault("S3_BUCKET", "mergeworks-faults")
-os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "bench-faults"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-os.environ.setdefault("MERGE_PREVIEWS", "false")
+from bench._live import bench_environ, django_ready, drill_user, ensure_bucket, free_port, start_gunicorn  # noqa: E402
+from bench._live import start_worker, stop, wait_until_healthy  # noqa: E402
+
+bench_environ(database="mw_faults", bucket="mergeworks-faults", redis_db=15, data_dir="bench-faults",
+              MERGE_PREVIEWS="false")
 
 # Modules with more drills (e.g. kill -9 of merges), loaded when present.
 OPTIONAL_MODULES = ("bench.drills_jobs",)
 ANSWER_GOAL_S = 5.0
 
 Row = tuple[str, str, str, bool]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    admin = psycopg.connect(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres",
-        password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True,
-    )
-    with admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
 
 
 @dataclass
@@ -115,20 +92,10 @@ class Server:
         self.port = free_port()
         self.env = {**os.environ, "DB_CONN_MAX_AGE": "60", **env}
         self.log = open(log_dir / f"gunicorn-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-             "--worker-class", "gthread", "--workers", "2", "--threads", "4", "--timeout", "120"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.request("GET", "/api/v1/health/live").status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise SystemExit(f"gunicorn on {self.port} did not start")
+        self.proc = start_gunicorn(self.port, "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+                                   "--timeout", "120", env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        # Liveness, not readiness: most drills start a server with one part already broken.
+        wait_until_healthy(self.port, path="/api/v1/health/live")
         for _ in range(4):  # warm every worker thread's imports before anything is timed
             self.request("GET", "/api/v1/health")
 
@@ -148,9 +115,7 @@ class Server:
             conn.close()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        stop(self.proc, signal.SIGKILL)
         self.log.close()
 
 
@@ -193,12 +158,15 @@ class Drills:
             time.sleep(0.25)
         return "timeout", time.monotonic() - started
 
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            stop(self.worker, timeout=60)
+            self.worker = None
+
     def close(self) -> None:
         for server in self.servers:
             server.close()
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            self.worker.wait(timeout=60)
+        self.stop_worker()
 
 
 def _proxy_for(url: str, default_port: int):
@@ -317,14 +285,19 @@ def _put(url: str, data: bytes, timeout: float) -> int:
         conn.close()
 
 
+def _s3_behind_proxy(ctx: Drills):
+    """A proxy in front of S3 and a server that reaches S3 (and hands out presigned URLs) through it."""
+    proxy, _ = _proxy_for(os.environ["S3_ENDPOINT_URL"], 80)
+    endpoint = f"http://127.0.0.1:{proxy.port}"
+    return proxy, ctx.server(S3_ENDPOINT_URL=endpoint, S3_PUBLIC_ENDPOINT_URL=endpoint)
+
+
 def drill_s3_during_upload(ctx: Drills) -> list[Row]:
     import hashlib
 
     from tests.support.builders import tiny_safetensors_bytes
 
-    proxy, parsed = _proxy_for(os.environ["S3_ENDPOINT_URL"], 80)
-    endpoint = f"http://127.0.0.1:{proxy.port}"
-    server = ctx.server(S3_ENDPOINT_URL=endpoint, S3_PUBLIC_ENDPOINT_URL=endpoint)
+    proxy, server = _s3_behind_proxy(ctx)
     rows: list[Row] = []
     try:
         data = tiny_safetensors_bytes(int(time.time()) % 1000)
@@ -366,9 +339,7 @@ def drill_s3_during_upload(ctx: Drills) -> list[Row]:
 def drill_s3_during_download(ctx: Drills) -> list[Row]:
     from tests.support.builders import make_published_model
 
-    proxy, _ = _proxy_for(os.environ["S3_ENDPOINT_URL"], 80)
-    endpoint = f"http://127.0.0.1:{proxy.port}"
-    server = ctx.server(S3_ENDPOINT_URL=endpoint, S3_PUBLIC_ENDPOINT_URL=endpoint)
+    proxy, server = _s3_behind_proxy(ctx)
     rows: list[Row] = []
     try:
         model = make_published_model(ctx.user, f"Drill download {time.time_ns()}")
@@ -417,48 +388,33 @@ def all_drills() -> list[Callable[[Drills], list[Row]]]:
             if exc.name != name:
                 raise
             continue
-        drills += list(module.DRILLS)
+        drills += [_self_contained(drill) for drill in module.DRILLS]
     return drills
 
 
-def start_worker(log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,ingest,gpu", "-c", "1",
-         "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"faults-{os.getpid()}@%h"],
-        cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "60"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"worker exited:\n{log.read_text()[-3000:]}")
-        if "ready." in log.read_text(errors="replace"):
-            return proc
-        time.sleep(0.2)
-    raise SystemExit("worker not ready after 120 s")
+def _self_contained(drill: Callable[[], Row]) -> Callable[[Drills], list[Row]]:
+    """A drill of an optional module: it sets up its own data and worker, and returns one row."""
+
+    def run(ctx: Drills) -> list[Row]:
+        # Its own worker must be the only one on the queues, or the shared one takes the job it breaks.
+        ctx.stop_worker()
+        return [drill()]
+
+    run.__name__ = drill.__name__
+    run.__doc__ = drill.__doc__
+    return run
 
 
 def setup() -> Drills:
-    ensure_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from hub.accounts.models import User
+    django_ready()
     from hub.accounts.services import api_key_create
-    from hub.files.storage import blob_storage
     from merges.registry.services import recipe_create
     from tests.registry.conftest import sd1_document, tiny_checkpoint_bytes
     from tests.support.builders import make_published_model
 
-    storage = blob_storage()
-    if hasattr(storage, "ensure_bucket"):
-        storage.ensure_bucket()
+    ensure_bucket()
     stamp = time.strftime("%Y%m%d%H%M%S")
-    user = User.objects.create_user(username=f"drill-{stamp}", password=None)
+    user = drill_user()
     versions = {
         name: make_published_model(user, f"Drill {name} {stamp}", data=tiny_checkpoint_bytes(seed)).versions.get()
         for name, seed in (("base", 1), ("anime", 2))
@@ -469,7 +425,7 @@ def setup() -> Drills:
     log_dir = Path(os.environ["MERGEWORKS_DATA_DIR"]) / "fault-drills"
     log_dir.mkdir(parents=True, exist_ok=True)
     ctx = Drills(log_dir=log_dir, user=user, token=token, recipe=recipe, input_versions=versions)
-    ctx.worker = start_worker(log_dir / "worker.log")
+    ctx.worker = start_worker(log_dir / "worker.log", f"faults-{os.getpid()}", env={"DB_CONN_MAX_AGE": "60"})
     return ctx
 
 

@@ -28,17 +28,15 @@ import http.client
 import io
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._live import embedded_env, free_port, scratch_dir, start_gunicorn, stop, wait_until_healthy  # noqa: E402
 
 TARGET_MB = 64
 
@@ -73,12 +71,6 @@ def big_png(side: int) -> bytes:
     return out.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -102,13 +94,8 @@ class Gunicorn:
         self.app, self.env, self.port = app, env, free_port()
 
     def __enter__(self) -> "Gunicorn":
-        from bench._live import wait_until_healthy
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", self.app, "-b", f"127.0.0.1:{self.port}", "--workers", "1",
-             "--worker-class", "sync", "--timeout", "120", "--log-level", "warning"],
-            cwd=ROOT, env=self.env, start_new_session=True,
-        )
+        self.proc = start_gunicorn(self.port, "--workers", "1", "--worker-class", "sync", "--timeout", "120",
+                                   "--log-level", "warning", app=self.app, env=self.env)
         wait_until_healthy(self.port)
         self.worker = gunicorn_worker_pid(self.proc.pid)
         return self
@@ -130,8 +117,7 @@ class Gunicorn:
         return before / 1024, (peak - before) / 1024, result
 
     def __exit__(self, *exc) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        stop(self.proc)
 
 
 def multipart(field: str, filename: str, data: bytes, extra: dict[str, str] | None = None) -> tuple[bytes, str]:
@@ -149,10 +135,7 @@ def multipart(field: str, filename: str, data: bytes, extra: dict[str, str] | No
 
 def setup_hub(data_dir: Path) -> tuple[dict, str, int]:
     """Migrate an embedded hub and create what the upload needs; returns (env, API key, version id)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL")}
-    env.update({"MERGEWORKS_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "hub.settings",
-                "PYTHONPATH": str(ROOT)})
+    env = embedded_env(data_dir)
     script = (
         "import django, io, sys; django.setup()\n"
         "from django.core.management import call_command; call_command('migrate', verbosity=0)\n"
@@ -193,8 +176,7 @@ def main() -> None:
     small = big_png(64)
     print(f"image: {args.side}×{args.side} PNG, {len(data) / 1024:.0f} KB "
           f"({args.side * args.side * 3 / 2**20:.0f} MiB as RGB pixels)")
-    data_dir = Path(tempfile.mkdtemp(prefix="mw-imgbench-"))
-    try:
+    with scratch_dir("mw-imgbench-", keep=args.keep) as data_dir:
         env, token, version_id = setup_hub(data_dir)
         path = f"/api/v1/model-versions/{version_id}/images"
         auth = {"Authorization": f"Bearer {token}"}
@@ -231,11 +213,6 @@ def main() -> None:
               f"{ratio:.3f}× the in-process decode's {base_growth:.0f} MB  [{'OK' if ok else 'FAIL'}]")
         if not ok:
             sys.exit(1)
-    finally:
-        if args.keep:
-            print(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

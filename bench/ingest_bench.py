@@ -27,19 +27,20 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
+
+from bench._live import embedded_env as _env  # noqa: E402
+from bench._live import free_port, scratch_dir, start_gunicorn, stop as stop_process, wait_until_healthy  # noqa: E402
 
 _DTYPES = {"float32": ("F16", 2), "float16": ("F16", 2), "int64": ("I64", 8)}
 
@@ -116,12 +117,6 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": PEAK_RSS,
 """.replace("PEAK_RSS", PEAK_RSS)
 
 
-def _env(data_dir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(DJANGO_SETTINGS_MODULE="hub.settings", MERGEWORKS_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT))
-    return env
-
-
 def bench_ingest(path: Path, runs: int, data_dir: Path) -> dict:
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     sha_times, ingest_times, rss, openssl_times = [], [], [], []
@@ -156,12 +151,6 @@ def bench_ingest(path: Path, runs: int, data_dir: Path) -> dict:
     return {"ingest_s": ing, "sha256sum_s": sha, "ratio": ing / sha, "peak_rss_mb": max(rss)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _manage(data_dir: Path, *args: str) -> str:
     return subprocess.run([PY, str(ROOT / "manage.py"), *args], capture_output=True, text=True, check=True,
                           env=_env(data_dir), cwd=ROOT).stdout
@@ -179,20 +168,12 @@ def bench_upload(path: Path, data_dir: Path, runs: int, parallel: int = 4) -> di
         "u = user_create(username='bench', password='bench-password-1');"
         "print(api_key_create(user=u, name='bench', scopes=['read', 'upload']).plaintext)"
     )).strip().splitlines()[-1]
-    port = _free_port()
-    server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "hub.wsgi", "-b", f"127.0.0.1:{port}", "-w", "4", "-k", "gthread", "--threads", "2",
-         "--timeout", "600", "--log-level", "warning"],
-        cwd=ROOT, env=_env(data_dir), start_new_session=True,
-    )
+    port = free_port()
+    server = start_gunicorn(port, "-w", "4", "-k", "gthread", "--threads", "2", "--timeout", "600",
+                            "--log-level", "warning", app="hub.wsgi", env=_env(data_dir))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/api/v1/health", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_healthy(port)
         peak = {"rss": 0.0}
         stop = threading.Event()
 
@@ -246,8 +227,7 @@ def bench_upload(path: Path, data_dir: Path, runs: int, parallel: int = 4) -> di
         ))
         ingest = next(line for line in out.splitlines() if line.startswith("RESULT")).split()[1:]
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop_process(server)
     print(f"\n== Upload through the local-disk backend ({size / 1e9:.2f} GB, {state['partCount']} parts, median of {runs}) ==")
     print(f"cp                     {cp:7.2f} s  {size / cp / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in cp_times)}")
     print(f"protocol client        {up:7.2f} s  {size / up / 1e6:8.0f} MB/s   runs: {', '.join(f'{x:.2f}' for x in up_times)}"
@@ -269,19 +249,13 @@ def main() -> None:
     parser.add_argument("--only", choices=["ingest", "upload"], help="run one of the two benchmarks")
     parser.add_argument("--parallel", type=int, default=4, help="parts the upload client sends at once")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mw-ingest-bench-", dir=args.dir))
-    try:
+    with scratch_dir("mw-ingest-bench-", keep=args.keep, dir=args.dir) as work:
         path = work / "sd15-bench.safetensors"
         write_checkpoint(path)
         if args.only != "upload":
             bench_ingest(path, args.runs, work / "hub")
         if args.only != "ingest":
             bench_upload(path, work / "hub", args.runs, args.parallel)
-    finally:
-        if args.keep:
-            print(f"\nkept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,9 @@ health's throughput with p99 ≤ 300 ms; authenticated list ≥ 0.30.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,19 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_loadbench")
-os.environ.setdefault("S3_BUCKET", "mergeworks-loadbench")
-os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
-os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "loadbench"))
-# Every request is served, none refused: the limiter still runs (one Redis round trip).
-os.environ.setdefault("DOWNLOAD_RATE_LIMIT_PER_MINUTE", str(10**9))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+from bench._live import bench_environ, django_ready, ensure_bucket, free_port, start_gunicorn  # noqa: E402
+from bench._live import stop, wait_until_healthy  # noqa: E402
 
-from bench._live import wait_until_healthy  # noqa: E402
-from bench.api_bench import ensure_database, seed  # noqa: E402
+# Every request is served, none refused: the limiter still runs (one Redis round trip).
+bench_environ(database="mw_loadbench", bucket="mergeworks-loadbench", redis_db=1, data_dir="loadbench",
+              DOWNLOAD_RATE_LIMIT_PER_MINUTE=str(10**9))
+
+from bench.api_bench import seed  # noqa: E402  (after this bench's environment: it defaults its own)
 
 TARGETS = {"list (anon)": (0.50, 300.0), "list (API key)": (0.30, None)}
 
@@ -95,12 +87,6 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict:
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
@@ -109,22 +95,13 @@ def main() -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
-    ensure_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    django_ready()
     seed(False)
     from hub.accounts.models import User
     from hub.accounts.services import api_key_create
     from hub.files.models import ModelFile
-    from hub.files.storage import blob_storage
 
-    storage = blob_storage()
-    if hasattr(storage, "ensure_bucket"):
-        storage.ensure_bucket()
+    ensure_bucket()
     user = User.objects.filter(username="creator001").get()
     token = api_key_create(user=user, name=f"loadbench-{time.time_ns()}", scopes=["read", "download"]).plaintext
     rng = random.Random(7)
@@ -142,12 +119,8 @@ def main() -> int:
         "download": _lua_script(work, "download", [f"/api/download/models/{vid}" for vid, _s, _a in public], {}),
     }
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "-b", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "4", "--keep-alive", "30",
-         "--backlog", "2048", "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"}, start_new_session=True,
-    )
+    server = start_gunicorn(port, "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+                            "--keep-alive", "30", "--backlog", "2048", "--log-level", "warning")
     results: dict[int, dict[str, dict]] = {}
     try:
         wait_until_healthy(port)
@@ -163,8 +136,7 @@ def main() -> int:
                       + (f"  non-2xx/3xx {r['bad']}" if r["bad"] else "")
                       + (f"  socket errors: {r['socket_errors']}" if r["socket_errors"] else ""), flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\ngunicorn 2 workers × 4 threads on loopback; PostgreSQL, Redis, S3 (moto); wrk {args.duration} s per run")

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,35 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._live import wait_until_healthy  # noqa: E402
+from bench._live import LiveServer as _LiveServer  # noqa: E402
+from bench._live import bench_environ, django_ready, ensure_bucket, start_worker, stop  # noqa: E402
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mw_regbench")
-os.environ.setdefault("S3_BUCKET", "mergeworks-regbench")
-os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:5055")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
-os.environ.setdefault("MERGEWORKS_DATA_DIR", str(ROOT / "var" / "bench-reg"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-# Merge jobs only: a preview render queued behind each merge would share the one
-# worker process with the next merge (previews have their own bench).
-os.environ.setdefault("MERGE_PREVIEWS", "false")
-# Hundreds of cached runs a second by one user measure the run path, not the write limit.
-os.environ.setdefault("WRITE_RATE_LIMIT_PER_MINUTE", "0")
-
-
-def ensure_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    admin = psycopg.connect(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres",
-        password=cfg["PASSWORD"] or None, dbname="postgres", autocommit=True,
-    )
-    with admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+# Merge jobs only (MERGE_PREVIEWS): a preview render queued behind each merge would share the one
+# worker process with the next merge (previews have their own bench). No write limit: hundreds of
+# cached runs a second by one user measure the run path, not the limiter.
+bench_environ(database="mw_regbench", bucket="mergeworks-regbench", redis_db=6, data_dir="bench-reg",
+              MERGE_PREVIEWS="false", WRITE_RATE_LIMIT_PER_MINUTE="0")
 
 
 def tiny_checkpoint(seed: int) -> Path:
@@ -77,48 +54,12 @@ def tiny_checkpoint(seed: int) -> Path:
     return path
 
 
-def start_worker(log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DB_CONN_MAX_AGE": "60"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,ingest,gpu", "-c", "1",
-         "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"regbench-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"worker exited:\n{log.read_text()[-3000:]}")
-        if "ready." in log.read_text(errors="replace"):
-            return proc
-        time.sleep(0.2)
-    raise SystemExit("worker not ready after 90 s")
-
-
-class LiveServer:
-    """gunicorn (one gthread worker, keep-alive) on a free port, with this process's environment."""
+class LiveServer(_LiveServer):
+    """The live gunicorn, its requests authenticated with an API key."""
 
     def __init__(self, token: str):
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        super().__init__(timeout=60)
         self.token = token
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "LiveServer":
-        import http.client
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-             "--worker-class", "gthread", "--workers", "1", "--threads", "1", "--keep-alive", "30",
-             "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, "DB_CONN_MAX_AGE": "600"}, start_new_session=True,
-        )
-        wait_until_healthy(self.port)
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        return self
 
     def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
         import json
@@ -129,11 +70,6 @@ class LiveServer:
         self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         response = self.conn.getresponse()
         return response.status, json.loads(response.read() or b"null")
-
-    def __exit__(self, *exc) -> None:
-        self.conn.close()
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
 
 
 def median_ms(fn, n: int) -> float:
@@ -151,18 +87,11 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=200, help="timed cache-hit and health requests")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    django_ready()
     from rest_framework.test import APIClient
 
     from hub.accounts.models import User
     from hub.accounts.services import api_key_create
-    from hub.files.storage import blob_storage
     from merges.engine import run_recipe
     from merges.registry.documents import document_text
     from merges.registry.models import MergeJob, Recipe
@@ -170,9 +99,7 @@ def main() -> None:
     from tests.registry.conftest import sd1_document
     from tests.support.builders import make_published_model
 
-    storage = blob_storage()
-    if hasattr(storage, "ensure_bucket"):
-        storage.ensure_bucket()
+    ensure_bucket()
 
     stamp = time.strftime("%Y%m%d%H%M%S")
     user = User.objects.create_user(username=f"bench-{stamp}", password="x")
@@ -191,7 +118,7 @@ def main() -> None:
 
     log = Path(os.environ["MERGEWORKS_DATA_DIR"]) / "regbench-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    worker = start_worker(log)
+    worker = start_worker(log, f"regbench-{os.getpid()}", env={"DB_CONN_MAX_AGE": "60"}, timeout=90)
     work = Path(tempfile.mkdtemp(prefix="regbench-"))
     server = LiveServer(token).__enter__()
     try:
@@ -277,8 +204,7 @@ def main() -> None:
         jobs = MergeJob.objects.filter(recipe_version__recipe=recipe).count()
     finally:
         server.__exit__(None, None, None)
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop(worker)
 
     print()
     print(f"Job overhead over {args.runs} tiny SD1 merges (median): POST→published {wall:.2f} s, "
