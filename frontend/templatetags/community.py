@@ -18,14 +18,6 @@ def _user(context):
     return getattr(request, "user", None)
 
 
-@register.simple_tag(takes_context=True)
-def unread_notifications(context) -> int:
-    user = _user(context)
-    if user is None or not user.is_authenticated:
-        return 0
-    return selectors.unread_count(user=user)
-
-
 @register.inclusion_tag("frontend/community/_model_social.html", takes_context=True)
 def model_social(context, model, version):
     user = _user(context)

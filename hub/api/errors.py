@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -53,6 +54,11 @@ def exception_handler(exc, context):
         details = {"part": fault.part} if fault.part else None
         return Response(error_body(fault.message, code=fault.code, status_code=fault.status, details=details),
                         status=fault.status, headers=fault.headers())
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("the request body is too large", code="too_large", status_code=413), status=413)
+    if isinstance(exc, SuspiciousOperation):
+        # Too many form fields or files, a malformed multipart body: the client's fault, never a 500.
+        return Response(error_body(str(exc) or "malformed request", code="bad_request", status_code=400), status=400)
     if isinstance(exc, CatalogError):
         details = {exc.field: [str(exc)]} if exc.field else None
         return Response(

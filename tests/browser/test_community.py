@@ -42,6 +42,7 @@ def test_follow_publish_review_comment_notify_reply(live_worker, live_server, br
     badge = page.get_by_test_id("unread-badge")
     for _ in range(60):
         page.goto("/")
+        page.wait_for_load_state("networkidle")  # the badge is filled from the API after the page
         if badge.count():
             break
         page.wait_for_timeout(500)

@@ -80,7 +80,31 @@
     });
   }
 
+  // The header's unread badge: asked of the API after the page, so rendering a
+  // page costs no query for it. No badge when the count cannot be had.
+  function setupUnreadBadge() {
+    var link = document.querySelector("a[data-unread-url]");
+    if (!link || !window.fetch) return;
+    fetch(link.getAttribute("data-unread-url"), {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (body) {
+        if (!body || !(body.unread > 0)) return;
+        var badge = document.createElement("span");
+        badge.className = "badge badge-accent";
+        badge.setAttribute("data-testid", "unread-badge");
+        badge.textContent = body.capped || body.unread > 99 ? "99+" : String(body.unread);
+        var hidden = document.createElement("span");
+        hidden.className = "visually-hidden";
+        hidden.textContent = " unread";
+        badge.appendChild(hidden);
+        link.appendChild(document.createTextNode(" "));
+        link.appendChild(badge);
+      })
+      .catch(function () {});
+  }
+
   setupNav();
   setupCopy();
   setupSelectOnFocus();
+  setupUnreadBadge();
 })();
