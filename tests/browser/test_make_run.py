@@ -104,8 +104,10 @@ def test_make_run_shows_pictures_grids_parameters_and_blur(hub_from_make_run, br
         page.goto(model_url)
         grid = page.get_by_test_id("preview-grid")
         grid.wait_for(state="visible", timeout=60_000)
-        assert page.evaluate("img => img.complete && img.naturalWidth > 0",
-                             grid.get_by_role("img").first.element_handle())
+        cell = grid.get_by_role("img").first
+        cell.scroll_into_view_if_needed()  # the grid's image loads lazily, below the gallery
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=cell.element_handle(),
+                               timeout=30_000)
 
         deadline = time.monotonic() + 120
         while page.locator("[data-testid=gallery-item][data-kind=image] .gallery-open").count() == 0:
